@@ -1,0 +1,65 @@
+"""`Net`: the base every registry model derives from; it yields both variants from one definition.
+
+A registry model defines two static methods and nothing else:
+  make_blocks(num_classes, **knobs) -> list/dict of Keras layers (created once, in order)
+  forward(blocks, x, training=None) -> output tensor (applies them; creates nothing)
+The functional variant wires `forward` over `keras.Input`; the subclassed variant is the class
+itself, whose `call` is the same `forward`. Layers are never created inside `call`, and the
+block container is `self.blocks`, because `Model.layers` is reserved by Keras.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from models import registry
+
+
+class Net(keras.Model):
+    registry_name = "net"  # set by @register
+
+    @staticmethod
+    def make_blocks(num_classes, **knobs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def forward(blocks, x, training=None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- subclassed variant -------------------------------------------------------------
+    def __init__(self, input_shape, num_classes, name=None, trainable=True, dtype=None, **knobs):
+        registry.check_knobs(self.registry_name, knobs)
+        super().__init__(name=name or self.registry_name, trainable=trainable, dtype=dtype)
+        self._net_config = {"input_shape": list(input_shape), "num_classes": int(num_classes), **knobs}
+        self.blocks = self.make_blocks(num_classes, **knobs)
+        # Build on the real input shape so weights exist before training or loading and
+        # summary() shows shapes and parameter counts rather than "unbuilt".
+        self.build((None, *input_shape))
+
+    def build(self, input_shape):
+        # A symbolic pass builds every block with real shapes, in forward order, without
+        # computing anything (Keras cannot infer the blocks of a subclassed model by itself).
+        self.forward(self.blocks, keras.KerasTensor(tuple(input_shape)), training=False)
+        self.built = True
+
+    def call(self, x, training=None):
+        return self.forward(self.blocks, x, training=training)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._net_config}
+
+    # -- functional variant -------------------------------------------------------------
+    @classmethod
+    def functional(cls, input_shape, num_classes, **knobs) -> keras.Model:
+        registry.check_knobs(cls.registry_name, knobs)
+        blocks = cls.make_blocks(num_classes, **knobs)
+        inputs = keras.Input(shape=tuple(input_shape), name="image")
+        outputs = cls.forward(blocks, inputs)
+        return keras.Model(inputs, outputs, name=cls.registry_name)
+
+
+def apply_in_order(blocks, x, training=None):
+    """The forward pass of a plain stack: each block in list order."""
+    for block in blocks:
+        x = block(x, training=training)
+    return x

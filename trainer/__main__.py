@@ -1,0 +1,28 @@
+"""`python -m trainer ...`: check the command line, then hand the config to `train`.
+
+Kept thin on purpose: Hydra composes, `trainer.cli` reports bad input in one line before
+TensorFlow is imported, `trainer.train.train` does the work.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from trainer import cli, resolvers
+
+resolvers.register()
+
+
+@hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return cli.run_job(cfg)
+
+
+def main() -> None:
+    cli.preflight()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

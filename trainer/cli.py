@@ -1,0 +1,131 @@
+"""Command-line front: reject bad input in one line before TensorFlow loads, and run jobs.
+
+`preflight` composes the config for the given overrides (every job of a grid sweep) with
+Hydra's compose API and validates it; that costs well under a second, so a typo never waits
+for a TensorFlow start-up. Set HYDRA_FULL_ERROR=1 to see tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+
+from trainer.errors import ConfigError
+
+# Hydra options that take a value, and ones that mean "do not train, just inspect".
+_VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
+                "--package", "-p", "--experimental-rerun", "--shell-completion", "-sc"}
+_INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
+                  "--version", "--experimental-rerun"}
+_MAX_PREFLIGHT_JOBS = 256
+
+
+def _full_error() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def fail(message: str, code: int = 2):
+    """Print one line and exit; never a traceback unless HYDRA_FULL_ERROR=1."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _split_argv(argv: list[str]) -> tuple[list[str], dict[str, str], set[str]]:
+    overrides, options, flags = [], {}, set()
+    it = iter(argv)
+    for arg in it:
+        if arg.startswith("-"):
+            name, _, value = arg.partition("=")
+            flags.add(name)
+            if name in _VALUE_FLAGS and not value and name not in ("--cfg", "-c", "--info", "-i"):
+                value = next(it, "")
+            options[name] = value
+        else:
+            overrides.append(arg)
+    return overrides, options, flags
+
+
+def _expand(overrides: list[str]) -> list[list[str]]:
+    """Every job of a grid sweep; values Hydra samples itself (optuna intervals) are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    axes = []
+    for o in parsed:
+        if not o.is_sweep_override():
+            axes.append([o.input_line])
+            continue
+        try:
+            values = list(o.sweep_string_iterator())
+        except Exception:  # interval(...) and other sampled sweeps: validated per job instead
+            continue
+        axes.append([f"{o.get_key_element()}={v}" for v in values])
+    return [list(job) for job in itertools.islice(itertools.product(*axes), _MAX_PREFLIGHT_JOBS)]
+
+
+def _compose_error(err: Exception, overrides: list[str]) -> str:
+    """Turn Hydra's multi-line composition errors into our one line."""
+    from hydra.errors import MissingConfigException
+
+    text = str(err).strip()
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+        group, option = err.missing_cfg_file.rsplit("/", 1)
+        options = ", ".join(err.options or []) or "(none)"
+        return f"{group} must be one of {options}. Received: {group}={option}"
+    if "Could not override" in text or "is not in struct" in text:
+        key = text.split("'")[1] if "'" in text else "?"
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "?")
+        return (f"{key} is not a config key of this run (see `python -m trainer --cfg job`; a model knob must"
+                f" be listed by the selected model). Received: {key}={value}")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def preflight(argv: list[str] | None = None) -> None:
+    """Validate every job the command line describes; exit with one line on the first error."""
+    argv = sys.argv[1:] if argv is None else argv
+    overrides, options, flags = _split_argv(argv)
+    if flags & _INSPECT_FLAGS or _full_error():
+        return
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from trainer.config import validate
+
+    extra = []
+    config_dir = options.get("--config-dir") or options.get("-cd")
+    if config_dir:
+        extra.append(f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]")
+    multirun = bool(flags & {"-m", "--multirun"})
+    try:
+        jobs = _expand(overrides) if multirun else [overrides]
+    except HydraException as err:
+        fail(_compose_error(err, overrides))
+    GlobalHydra.instance().clear()
+    with initialize_config_module("conf", version_base="1.3"):
+        for job in jobs:
+            try:
+                cfg = compose(config_name=options.get("--config-name") or options.get("-cn") or "config",
+                              overrides=extra + job)
+                validate(cfg)
+            except ConfigError as err:
+                fail(str(err))
+            except (HydraException, OmegaConfBaseException) as err:
+                fail(_compose_error(err, job))
+    GlobalHydra.instance().clear()
+
+
+def run_job(cfg):
+    """The Hydra task function's body: train, and turn bad input into one line."""
+    from models.registry import RegistryError
+    from trainer.train import train
+
+    try:
+        metrics = train(cfg)
+    except (ConfigError, RegistryError) as err:
+        if _full_error():
+            raise
+        fail(str(err))
+    return metrics.get("val_accuracy")

@@ -1,0 +1,74 @@
+"""Validate the composed config once, before TensorFlow is imported, and hand back plain values.
+
+Everything downstream (data, model, loop, tracker) receives plain Python values from here and
+never looks at the DictConfig again.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainer import checks
+from trainer.errors import ConfigError
+
+# Top-level scalars that belong to the run rather than to the model.
+RUN_KEYS = ("seed", "epochs", "batch_size")
+
+# Keras activation names (keras.activations.get accepts these; a test keeps the list honest).
+ACTIVATIONS = (
+    "relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "selu", "leaky_relu", "relu6",
+    "softplus", "softsign", "mish", "hard_sigmoid", "hard_silu", "linear",
+)
+
+LOOPS = ("fit",)
+OPTIMIZERS = ("adam",)
+
+
+def _check_knob(name: str, value):
+    """Range and type rules for the knobs the built-in models share; others pass through."""
+    if name in ("depth", "width"):
+        return checks.int_at_least(name, value, 1)
+    if name == "dropout":
+        return checks.number_in(name, value, 0.0, 1.0)
+    if name == "l2":
+        return checks.number_above(name, value, 0.0, inclusive=True)
+    if name == "activation":
+        return checks.one_of(name, value, ACTIVATIONS)
+    return value
+
+
+def model_knobs(cfg: DictConfig) -> dict:
+    """The selected model's knob values; a knob set for a model that does not use it is an error."""
+    declared = list(cfg.model.knobs)
+    knob_slots = [k for k, v in cfg.items() if k not in RUN_KEYS and not isinstance(v, DictConfig)]
+    for key in knob_slots:
+        if key not in declared and cfg[key] is not None:
+            raise ConfigError(
+                f"{key} is not a knob of model '{cfg.model.name}'; its knobs are:"
+                f" {', '.join(declared) or 'none'}. Received: {key}={cfg[key]}"
+            )
+    missing = [k for k in declared if k not in cfg or cfg[k] is None]
+    if missing:
+        raise ConfigError(
+            f"model '{cfg.model.name}' lists knob {missing[0]} in model.knobs but"
+            f" conf/model/{cfg.model.name}.yaml gives it no value. Received: {missing[0]}=null"
+        )
+    return {k: _check_knob(k, cfg[k]) for k in declared}
+
+
+def validate(cfg: DictConfig) -> dict:
+    """Check the whole config; return it as plain containers with `model.knobs` as a dict."""
+    checks.int_at_least("epochs", cfg.epochs, 1)
+    checks.int_at_least("batch_size", cfg.batch_size, 1)
+    checks.int_at_least("seed", cfg.seed, 0)
+    checks.one_of("model.variant", cfg.model.variant, ("functional", "subclassed"))
+    checks.one_of("loop.name", cfg.loop.name, LOOPS)
+    checks.one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
+    checks.number_above("optimizer.learning_rate", cfg.optimizer.learning_rate, 0.0)
+    checks.number_in("data.validation_fraction", cfg.data.validation_fraction, 0.0, 1.0, low_open=True)
+    knobs = model_knobs(cfg)
+
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    plain = {k: v for k, v in plain.items() if k in RUN_KEYS or isinstance(v, dict)}
+    plain["model"]["knobs"] = knobs
+    return plain
