@@ -68,7 +68,12 @@ def validate(cfg: DictConfig) -> dict:
     checks.number_in("data.validation_fraction", cfg.data.validation_fraction, 0.0, 1.0, low_open=True)
     knobs = model_knobs(cfg)
 
-    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    plain = {k: v for k, v in plain.items() if k in RUN_KEYS or isinstance(v, dict)}
+    # The hydra node (present when a test composes with return_hydra_config) is Hydra's own.
+    plain = {
+        key: OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=True)
+        for key in cfg
+        if key != "hydra" and isinstance(cfg[key], DictConfig)
+    }
+    plain.update({key: cfg[key] for key in RUN_KEYS})
     plain["model"]["knobs"] = knobs
     return plain

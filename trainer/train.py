@@ -15,11 +15,11 @@ from trainer.config import validate
 
 def train(cfg: DictConfig) -> dict:
     settings = validate(cfg)
-    resolved_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    return _run(settings, resolved_yaml, run_dir=_run_dir(cfg), overrides=_overrides())
+    resolved_yaml = OmegaConf.to_yaml(settings)
+    return _run(settings, resolved_yaml, run_dir=_run_dir(), overrides=_overrides())
 
 
-def _run_dir(cfg) -> str:
+def _run_dir() -> str:
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():

@@ -11,6 +11,7 @@ def run(model, data, *, epochs: int, optimizer: dict, callbacks: list) -> tuple[
         loss=compile_.build_loss(),
         metrics=compile_.build_metrics(),
     )
-    history = model.fit(data.train, validation_data=data.validation, epochs=epochs, callbacks=callbacks, verbose=2)
+    history = model.fit(data.train, validation_data=data.validation, epochs=epochs, callbacks=callbacks, verbose=2,
+                        shuffle=False)  # the tf.data pipeline already shuffles with the run seed
     test = model.evaluate(data.test, return_dict=True, verbose=0)
     return history.history, {f"test_{k}": float(v) for k, v in test.items()}
