@@ -1,24 +1,33 @@
 """MLflow tracking with our own code (MLflow's autolog only patches `fit`, and not Keras 3.15).
 
-A `Tracker` owns one MLflow run from creation to its final status; `EpochLogger` is a Keras
-callback, so both loops log the same metrics the same way.
+A `Tracker` owns one MLflow run from creation to its final status; `EpochLogger` and
+`StepLogger` are Keras callbacks, so both loops log the same metrics the same way.
+`create(settings)` returns a `NoTracker` when `tracking.enabled=false`: nothing reaches MLflow.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
+import time
 import traceback
 
 import keras
 import mlflow
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-# MLflow 3 stores param values up to 6000 characters; longer values are cut predictably and
-# the full config is always in the `config.yaml` artifact.
+from trainer import secrets
+from trainer.store import is_locked, with_lock_retries
+
+# MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
+# cut predictably (the full config is always in the `config.yaml` artifact); long keys keep
+# their start and get a hash of the whole key, so two long keys never collide.
 PARAM_VALUE_LIMIT = 6000
+TAG_VALUE_LIMIT = 8000
+KEY_LIMIT = 250
 _BATCH = 100  # MLflow's limit on params per log_batch call
+_TRUNCATED = "...(truncated; see config.yaml)"
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -33,55 +42,89 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def _text(value) -> str:
+    # Written the way the command line writes them (`enabled=false`, `data_dir=null`), so a
+    # param can be pasted back as an override; numbers stay plain numbers (0.001, 64).
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(_TRUNCATED)] + _TRUNCATED
+
+
+def _key(key: str) -> str:
+    if len(key) <= KEY_LIMIT:
+        return key
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return key[: KEY_LIMIT - 11] + "~" + digest
+
+
 def _param_value(value) -> str:
-    text = str(value)
-    if len(text) > PARAM_VALUE_LIMIT:
-        marker = "...(truncated; see config.yaml)"
-        text = text[: PARAM_VALUE_LIMIT - len(marker)] + marker
-    return text
+    return _cut(_text(value), PARAM_VALUE_LIMIT)
 
 
-@contextlib.contextmanager
-def _model_dir_exists_before_example():
-    # mlflow.keras.save_model writes the input example before it creates the model folder
-    # (mlflow 3.17), so logging a model with an input example fails with FileNotFoundError.
-    # Create the folder first; remove this once mlflow.keras creates it itself.
-    import mlflow.keras.save as keras_save
-
-    original = keras_save._save_example
-
-    def save_example(mlflow_model, input_example, path, *args, **kwargs):
-        os.makedirs(path, exist_ok=True)
-        return original(mlflow_model, input_example, path, *args, **kwargs)
-
-    keras_save._save_example = save_example
-    try:
-        yield
-    finally:
-        keras_save._save_example = original
+def param_items(params: dict) -> dict[str, str]:
+    """The flattened config as MLflow params: dotted keys, plain values, within MLflow's limits."""
+    return {_key(k): _param_value(v) for k, v in flatten(params).items()}
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Logs every epoch's train and validation metrics in one batched call."""
+    """Logs every epoch's train and validation metrics, its duration and its examples/second,
+    in one batched, asynchronous call per epoch."""
 
-    def __init__(self, tracker: "Tracker"):
+    def __init__(self, tracker: "Tracker", *, examples_per_epoch: int | None = None):
         super().__init__()
         self.tracker = tracker
+        self.examples_per_epoch = examples_per_epoch
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.tracker.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
+        seconds = time.perf_counter() - self._started
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        metrics["epoch_time_s"] = seconds
+        if self.examples_per_epoch:
+            metrics["examples_per_second"] = self.examples_per_epoch / seconds
+        self.tracker.log_metrics(metrics, step=epoch)
+
+
+class StepLogger(keras.callbacks.Callback):
+    """`tracking.log_every_n_steps=N`: the running train metrics every N optimizer steps, as
+    `step/<name>` at the global step (per-epoch metrics keep the epoch as their step)."""
+
+    def __init__(self, tracker: "Tracker", every: int):
+        super().__init__()
+        self.tracker = tracker
+        self.every = every
+        self.step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0 and logs:
+            self.tracker.log_metrics({f"step/{k}": float(v) for k, v in logs.items()}, step=self.step)
 
 
 class Tracker:
+    enabled = True
+
     def __init__(self, *, uri: str, artifact_location: str | None, experiment: str):
         self.uri = uri
         self.artifact_location = artifact_location
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
+        self._pending: list[tuple] = []  # (async operation, metrics) until flushed
 
-    def _experiment_id(self) -> str:
-        found = self.client.get_experiment_by_name(self.experiment)
+    def experiment_id(self) -> str:
+        found = with_lock_retries(self.client.get_experiment_by_name, self.experiment)
         if found is not None:
             return found.experiment_id
         location = None
@@ -92,53 +135,138 @@ class Tracker:
             return self.client.create_experiment(self.experiment, artifact_location=location)
         except mlflow.exceptions.MlflowException:
             # Another job of the same sweep created it first.
-            return self.client.get_experiment_by_name(self.experiment).experiment_id
+            return with_lock_retries(self.client.get_experiment_by_name, self.experiment).experiment_id
 
-    def start(self, *, params: dict, tags: dict, run_name: str | None = None) -> str:
+    def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
         mlflow.set_tracking_uri(self.uri)
-        run = self.client.create_run(self._experiment_id(), tags=tags, run_name=run_name)
+        if resume_run_id is not None:
+            # A rerun of a killed command (trainer/resume.py): continue that run, params and all.
+            with_lock_retries(self.client.update_run, resume_run_id, status="RUNNING")
+            self.run_id = resume_run_id
+            return self.run_id
+        tag_values = {_key(k): _cut(str(v), TAG_VALUE_LIMIT) for k, v in secrets.redact_mapping(tags).items()}
+        run = with_lock_retries(self.client.create_run, self.experiment_id(), tags=tag_values, run_name=run_name)
         self.run_id = run.info.run_id
-        items = [Param(k, _param_value(v)) for k, v in flatten(params).items()]
+        items = [Param(k, v) for k, v in secrets.redact_mapping(param_items(params)).items()]
         for i in range(0, len(items), _BATCH):
-            self.client.log_batch(self.run_id, params=items[i : i + _BATCH])
+            with_lock_retries(self.client.log_batch, self.run_id, params=items[i : i + _BATCH])
         return self.run_id
 
+    def set_tags(self, tags: dict) -> None:
+        items = [RunTag(_key(k), _cut(str(v), TAG_VALUE_LIMIT)) for k, v in secrets.redact_mapping(tags).items()]
+        with_lock_retries(self.client.log_batch, self.run_id, tags=items)
+
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
-        import time
-
+        """Queue one batch; MLflow writes it on its logging thread while training goes on."""
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+        batch = [Metric(_key(k), float(v), now, step) for k, v in metrics.items()]
+        operation = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
+        self._pending.append((operation, batch))
 
+    def flush(self) -> None:
+        """Wait for every queued batch; a batch SQLite refused (locked) is written again here,
+        so parallel jobs lose no metric."""
+        pending, self._pending = self._pending, []
+        for operation, batch in pending:
+            try:
+                operation.wait()
+            except Exception as err:
+                if not is_locked(err):
+                    raise
+                with_lock_retries(self.client.log_batch, self.run_id, metrics=batch, synchronous=True)
+
+    # Every text that leaves for MLflow is masked by trainer.secrets first (README, Security).
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.client.log_text(self.run_id, secrets.redact_text(text), artifact_file)
 
-    def log_model(self, model, input_example) -> None:
-        # Pinned requirements: MLflow's own inference would import and probe the model (slow).
-        import importlib.metadata as md
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        with secrets.redacted_copy(path) as copy:
+            self.client.log_artifact(self.run_id, copy, artifact_path)
 
-        reqs = [f"{p}=={md.version(p)}" for p in ("tensorflow", "keras", "mlflow")]
-        probabilities = model(input_example, training=False)
-        signature = mlflow.models.infer_signature(input_example, keras.ops.convert_to_numpy(probabilities))
-        with mlflow.start_run(run_id=self.run_id), _model_dir_exists_before_example():
-            mlflow.keras.log_model(
-                model, name="model", input_example=input_example, signature=signature, pip_requirements=reqs
-            )
+    def log_artifacts(self, directory: str, artifact_path: str | None = None) -> None:
+        with secrets.redacted_copy(directory) as copy:
+            self.client.log_artifacts(self.run_id, copy, artifact_path)
+
+    def log_model(self, model, input_example) -> str:
+        """Log the trained model as this run's LoggedModel "model" (see trainer/export.py);
+        `input_example` is a batch as the model sees it. Returns the model URI."""
+        from trainer import export
+
+        return export.log_model(self.run_id, model, input_example)
+
+    def register_model(self, name: str) -> str:
+        """Register this run's logged model in the Model Registry under `name`; returns the version."""
+        logged = mlflow.search_logged_models(
+            experiment_ids=[self.client.get_run(self.run_id).info.experiment_id],
+            filter_string=f"source_run_id = '{self.run_id}'",
+            output_format="list",
+        )
+        if not logged:
+            raise RuntimeError(f"run {self.run_id} logged no model to register as {name!r}")
+        version = mlflow.register_model(logged[0].model_uri, name)
+        return str(version.version)
 
     def end(self, status: str, error: BaseException | None = None) -> None:
         if self.run_id is None:
             return
+        try:
+            self.flush()
+        except Exception:  # the status matters more than the last metrics
+            if status == FINISHED:
+                raise
         if error is not None:
             tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             try:
                 self.log_text(tb, "traceback.txt")
             except Exception:  # the status matters more than the traceback artifact
                 pass
-        self.client.set_terminated(self.run_id, status=status)
+        with_lock_retries(self.client.set_terminated, self.run_id, status=status)
         if mlflow.active_run() is not None:
             mlflow.end_run(status=status)
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.uri} --host 127.0.0.1 --port 5000"
+
+
+class NoTracker:
+    """`tracking.enabled=false`: the same interface as `Tracker`, and nothing is written anywhere."""
+
+    enabled = False
+    uri = None
+    run_id = None
+
+    def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> None:
+        return None
+
+    def set_tags(self, tags: dict) -> None: ...
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None: ...
+
+    def log_artifacts(self, directory: str, artifact_path: str | None = None) -> None: ...
+
+    def log_model(self, model, input_example) -> None: ...
+
+    def register_model(self, name: str) -> None: ...
+
+    def end(self, status: str, error: BaseException | None = None) -> None: ...
+
+    def ui_command(self) -> str:
+        return ""
+
+
+def create(settings: dict) -> Tracker | NoTracker:
+    """The tracker the validated `tracking` section asks for (after `store.prepare_store`, which
+    `train` calls before TensorFlow loads, so that a wrong server address costs no start-up)."""
+    if not settings["enabled"]:
+        return NoTracker()
+    return Tracker(uri=settings["uri"], artifact_location=settings["artifact_location"],
+                   experiment=settings["experiment"])
 
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)

@@ -15,6 +15,10 @@ from trainer.config import validate
 
 def train(cfg: DictConfig) -> dict:
     settings = validate(cfg)
+    if settings["tracking"]["enabled"]:
+        from trainer.store import prepare_store
+
+        prepare_store(settings["tracking"]["uri"])  # a server that is down fails here, before TF loads
     resolved_yaml = OmegaConf.to_yaml(settings)
     return _run(settings, resolved_yaml, run_dir=_run_dir(), overrides=_overrides())
 
@@ -33,13 +37,29 @@ def _overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def _job_num() -> int | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().job.get("num") if HydraConfig.initialized() else None
+
+
+def _run_name(overrides: list[str]) -> str | None:
+    # Sweep children are named by what they changed, so the compare view reads "depth=3 loop=fit".
+    from trainer.provenance import sweep_tags
+
+    if not sweep_tags(None):
+        return None
+    return " ".join(overrides) or f"job {_job_num()}"
+
+
 def _reset_global_state() -> None:
     # Hydra's basic launcher runs every multirun job in this one process: nothing from the
-    # previous job (Keras graph names, an active MLflow run) may leak into the next.
+    # previous job (Keras graph names, dtype policy, an active MLflow run) may leak into the next.
     import keras
     import mlflow
 
     keras.backend.clear_session(free_memory=True)
+    keras.config.set_dtype_policy("float32")
     while mlflow.active_run() is not None:
         mlflow.end_run()
 
@@ -49,12 +69,13 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
 
     import models
     from trainer import data as data_lib
-    from trainer import tracking
-    from trainer.loops import fit
+    from trainer import provenance, signals, tracking
 
     _reset_global_state()
     keras.utils.set_random_seed(settings["seed"])
     model_cfg, data_cfg = settings["model"], settings["data"]
+    if model_cfg["module"]:
+        models.import_model_module(model_cfg["module"])  # a model of the user's own: runs its @register
 
     data = data_lib.load(
         name=data_cfg["name"],
@@ -73,42 +94,74 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
         **model_cfg["knobs"],
     )
 
-    tracker = tracking.Tracker(
-        uri=settings["tracking"]["uri"],
-        artifact_location=settings["tracking"]["artifact_location"],
-        experiment=settings["tracking"]["experiment"],
-    )
-    params = {k: v for k, v in settings.items() if k not in ("tracking", "paths")}
-    tags = {"model": model_cfg["name"], "variant": model_cfg["variant"], "loop": settings["loop"]["name"], "dataset": data.name}
-    run_id = tracker.start(params=params, tags=tags)
+    tracker = tracking.create(settings["tracking"])
+    params = {k: v for k, v in settings.items() if k not in ("tracking", "paths", "sweep")}
+    tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=settings["loop"]["name"],
+                               dataset=data.name, root=settings["paths"]["root_dir"])
+    tags.update(provenance.sweep_tags(_job_num()))
+    with signals.sigterm_raises():
+        run_id = tracker.start(params=params, tags=tags, run_name=_run_name(overrides))
+        final = _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker)
+    _report(run_id, final, run_dir, tracker)
+    return final
+
+
+def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker) -> dict:
+    """Train and record; the run ends FINISHED, FAILED (with its traceback) or KILLED (Ctrl-C, SIGTERM),
+    and every metric logged before a failure is kept."""
+    from trainer import artifacts, export, tracking
+    from trainer.loops import fit
+
+    tracking_cfg = settings["tracking"]
+    # split_sizes lists the train split first (data/loading.py), so this is the examples per epoch.
+    train_examples = next(iter(data.split_sizes.values()), None)
+    callbacks = [tracking.EpochLogger(tracker, examples_per_epoch=train_examples)]
+    if tracking_cfg["log_every_n_steps"]:
+        callbacks.append(tracking.StepLogger(tracker, tracking_cfg["log_every_n_steps"]))
     try:
         tracker.log_text(resolved_yaml, "config.yaml")
         tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
+        tracker.log_text(export.summary_text(model), "model_summary.txt")
         history, test_metrics = fit.run(
             model,
             data,
             epochs=settings["epochs"],
             optimizer=settings["optimizer"],
-            callbacks=[tracking.EpochLogger(tracker)],
+            callbacks=callbacks,
         )
         tracker.log_metrics(test_metrics, step=settings["epochs"])
+        artifacts.log_evaluation(tracker, model, data, history)
         example = next(iter(data.test.unbatch().batch(4).take(1)))[0].numpy()
         tracker.log_model(model, input_example=example)
+        if tracking_cfg["register_as"]:
+            version = tracker.register_model(tracking_cfg["register_as"])
+            tracker.set_tags({"registered_model": f"{tracking_cfg['register_as']} v{version}"})
+        artifacts.log_run_folder(tracker, run_dir)
     except KeyboardInterrupt as err:
-        tracker.end(tracking.KILLED, err)
+        _end_with_folder(tracker, tracking.KILLED, err, run_dir)
         raise
     except BaseException as err:
-        tracker.end(tracking.FAILED, err)
+        _end_with_folder(tracker, tracking.FAILED, err, run_dir)
         raise
     tracker.end(tracking.FINISHED)
-
-    final = {**{k: float(v[-1]) for k, v in history.items()}, **test_metrics}
-    _report(run_id, final, run_dir, tracker)
-    return final
+    return {**{k: float(v[-1]) for k, v in history.items()}, **test_metrics}
 
 
-def _report(run_id: str, metrics: dict, run_dir: str, tracker) -> None:
+def _end_with_folder(tracker, status: str, err: BaseException, run_dir: str) -> None:
+    from trainer import artifacts
+
+    try:  # the log says what happened before the failure; the status matters more
+        artifacts.log_run_folder(tracker, run_dir)
+    except Exception:
+        pass
+    tracker.end(status, err)
+
+
+def _report(run_id: str | None, metrics: dict, run_dir: str, tracker) -> None:
     shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+    if not tracker.enabled:
+        print(f"\nrun finished (tracking off)\n  metrics: {shown}\n  outputs: {run_dir}", flush=True)
+        return
     print(
         f"\nrun {run_id} finished\n"
         f"  metrics: {shown}\n"

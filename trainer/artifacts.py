@@ -1,0 +1,50 @@
+"""What a run leaves in MLflow besides params and metrics: the Hydra folder and log, the model
+summary, training curves, and for classifiers a confusion matrix and a per-class report."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+import numpy as np
+
+from trainer import plots
+
+
+def log_run_folder(tracker, run_dir: str) -> None:
+    """Hydra's `.hydra/` (composed config, hydra config, overrides) and the run's log file."""
+    hydra_dir = os.path.join(run_dir, ".hydra")
+    if os.path.isdir(hydra_dir):
+        tracker.log_artifacts(hydra_dir, ".hydra")
+    for log_file in sorted(glob.glob(os.path.join(run_dir, "*.log"))):
+        tracker.log_artifact(log_file)
+
+
+def _predictions(model, data) -> tuple[np.ndarray, np.ndarray] | None:
+    # The test pipeline is never shuffled, so two passes see the examples in the same order.
+    probabilities = model.predict(data.test.map(lambda x, y: x), verbose=0)
+    if probabilities.ndim != 2 or probabilities.shape[-1] != data.num_classes:
+        return None  # not a classifier's per-class output
+    labels = np.concatenate([np.asarray(y) for _, y in data.test.as_numpy_iterator()])
+    return labels.astype(np.int64), probabilities.argmax(axis=-1)
+
+
+def log_evaluation(tracker, model, data, history: dict) -> None:
+    """model_summary.txt, plots/training_curves.png and, for classifiers,
+    plots/confusion_matrix.png and per_class_report.txt."""
+    if not tracker.enabled:
+        return
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    tracker.log_text("\n".join(lines) + "\n", "model_summary.txt")
+    with tempfile.TemporaryDirectory() as tmp:
+        if history:
+            plots.training_curves(history, os.path.join(tmp, "training_curves.png"))
+        found = _predictions(model, data)
+        if found is not None:
+            names = [str(n) for n in data.class_names] or [str(i) for i in range(data.num_classes)]
+            counts = plots.confusion_counts(*found, data.num_classes)
+            plots.confusion_matrix(counts, names, os.path.join(tmp, "confusion_matrix.png"))
+            tracker.log_text(plots.per_class_report(counts, names), "per_class_report.txt")
+        tracker.log_artifacts(tmp, "plots")

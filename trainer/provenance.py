@@ -1,0 +1,58 @@
+"""Where a run came from, as MLflow tags: git commit and dirtiness, the command line, the sweep.
+
+Never reads the environment beyond the sweep variables: no secret can end up in a tag, and
+credentials written into a URL on the command line are masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+# Set by trainer.sweep in the process that runs a multirun's jobs (joblib workers included).
+PARENT_RUN_ENV = "TRAINER_SWEEP_PARENT_RUN_ID"
+SWEEP_ENV = "TRAINER_SWEEP_ID"
+
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+def git_state(root: str) -> tuple[str, str]:
+    """(commit, "true"/"false" dirty) of the checkout at root; "unknown" when git or the repo is absent."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = "true" if git("status", "--porcelain", "--untracked-files=no") else "false"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    return commit, dirty
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed (python -m trainer ...), with any user:password@ in a URL masked."""
+    argv = sys.argv if argv is None else argv
+    program = "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
+    text = " ".join([program, *map(shlex.quote, argv[1:])])
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+def sweep_tags(job_num: int | None) -> dict[str, str]:
+    """The tags that make this run a child of its sweep's parent run; empty outside a sweep."""
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if not parent:
+        return {}
+    tags = {"mlflow.parentRunId": parent, "sweep": os.environ.get(SWEEP_ENV, parent)}
+    if job_num is not None:
+        tags["sweep.job"] = str(job_num)
+    return tags
+
+
+def run_tags(*, model: str, variant: str, loop: str, dataset: str, root: str) -> dict[str, str]:
+    commit, dirty = git_state(root)
+    return {"model": model, "variant": variant, "loop": loop, "dataset": dataset,
+            "git.commit": commit, "git.dirty": dirty, "command": command_line()}
