@@ -81,6 +81,56 @@ def _compose_error(err: Exception, overrides: list[str]) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _reject_instantiation(overrides: list[str]) -> None:
+    """Hydra instantiates any `_target_` it meets (hydra.callbacks, launchers, sweepers), so one typed on
+    the command line would run arbitrary Python. Objects come only from the project's registries."""
+    for override in overrides:
+        if "_target_" in override:
+            key, _, value = override.partition("=")
+            key = key.lstrip("+~")
+            fail(f"{key} cannot be set to a _target_ from the command line: models, optimizers, data and"
+                 f" callbacks come only from trainer's own config groups and registries. Received: {key}={value}")
+
+
+def _group_options(group: str) -> list[str] | None:
+    from importlib.resources import files
+
+    folder = files("conf") / group
+    if "/" in group or not folder.is_dir():
+        return None
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _misplaced_value(job: list[str], compose_job) -> str | None:
+    """The override that put a value of the wrong shape where the config has a group, a section or
+    a list (`optimizer=3`, `resume=/tmp/x`, `model.knobs=3`), which the checks cannot read.
+
+    Found against the config composed from the job's group choices alone, so it costs one
+    composition and runs only once a job has already failed.
+    """
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    parsed = [(o.partition("=")[0].lstrip("+~"), o.partition("=")[2]) for o in job if "=" in o]
+    for key, value in parsed:
+        options = _group_options(key)
+        if options is not None and value not in options:
+            return f"{key} must be one of {', '.join(options)}. Received: {key}={value}"
+    try:
+        base = compose_job([f"{k}={v}" for k, v in parsed if _group_options(k) is not None])
+    except Exception:  # the group choices themselves fail: reported by the caller
+        return None
+    for key, value in parsed:
+        if _group_options(key) is not None:
+            continue
+        node = OmegaConf.select(base, key, default=None)
+        if isinstance(node, DictConfig) and not value.startswith("{"):
+            inner = ", ".join(f"{key}.{k}=..." for k in list(node.keys())[:3])
+            return f"{key} is a section of the config, not a value; set its keys instead ({inner}). Received: {key}={value}"
+        if isinstance(node, ListConfig) and not value.startswith("["):
+            return f"{key} must be a list such as [{', '.join(map(str, node))}]. Received: {key}={value}"
+    return None
+
+
 def preflight(argv: list[str] | None = None) -> None:
     """Validate every job the command line describes; exit with one line on the first error."""
     argv = sys.argv[1:] if argv is None else argv
@@ -94,9 +144,12 @@ def preflight(argv: list[str] | None = None) -> None:
 
     from trainer.config import validate
 
+    _reject_instantiation(overrides)
     extra = []
     config_dir = options.get("--config-dir") or options.get("-cd")
     if config_dir:
+        if not os.path.isdir(config_dir):
+            fail(f"--config-dir must be an existing directory of config files. Received: --config-dir={config_dir}")
         extra.append(f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]")
     multirun = bool(flags & {"-m", "--multirun"})
     try:
@@ -104,16 +157,24 @@ def preflight(argv: list[str] | None = None) -> None:
     except HydraException as err:
         fail(_compose_error(err, overrides))
     GlobalHydra.instance().clear()
+    config_name = options.get("--config-name") or options.get("-cn") or "config"
     with initialize_config_module("conf", version_base="1.3"):
         for job in jobs:
             try:
-                cfg = compose(config_name=options.get("--config-name") or options.get("-cn") or "config",
-                              overrides=extra + job)
-                validate(cfg)
-            except ConfigError as err:
-                fail(str(err))
-            except (HydraException, OmegaConfBaseException) as err:
-                fail(_compose_error(err, job))
+                validate(compose(config_name=config_name, overrides=extra + job))
+            except Exception as err:
+                # A value of the wrong shape (a section set to a number) trips the checks in
+                # misleading ways, so it is named first.
+                misplaced = _misplaced_value(job, lambda j: compose(config_name=config_name, overrides=extra + j))
+                if misplaced:
+                    fail(misplaced)
+                if isinstance(err, ConfigError):
+                    fail(str(err))
+                if isinstance(err, (HydraException, OmegaConfBaseException)):
+                    fail(_compose_error(err, job))
+                # Still one line for the user; the tests treat this wording as a bug in a check.
+                fail(f"the config could not be checked ({type(err).__name__}: {err}); rerun with"
+                     f" HYDRA_FULL_ERROR=1 for the traceback. Received: {' '.join(job)}")
     GlobalHydra.instance().clear()
 
 
