@@ -9,7 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from trainer import cli, resolvers
+from trainer import cli, resolvers, sweep
 
 resolvers.register()
 
@@ -22,6 +22,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     cli.preflight()
     _hydra_main()
+    if sweep.failed_jobs:  # every job ran; say so in the exit code when some did not finish
+        cli.fail(f"{len(sweep.failed_jobs)} job(s) of the sweep did not finish: {', '.join(sweep.failed_jobs)}"
+                 " (each is recorded in MLflow with its traceback)", code=1)
 
 
 if __name__ == "__main__":

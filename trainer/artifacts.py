@@ -1,5 +1,5 @@
-"""What a run leaves in MLflow besides params and metrics: the Hydra folder and log, the model
-summary, training curves, and for classifiers a confusion matrix and a per-class report."""
+"""What a run leaves in MLflow besides params, metrics and the model: the Hydra folder and log,
+training curves, and for classifiers a confusion matrix and a per-class report."""
 
 from __future__ import annotations
 
@@ -31,13 +31,9 @@ def _predictions(model, data) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def log_evaluation(tracker, model, data, history: dict) -> None:
-    """model_summary.txt, plots/training_curves.png and, for classifiers,
-    plots/confusion_matrix.png and per_class_report.txt."""
+    """plots/training_curves.png and, for classifiers, plots/confusion_matrix.png and per_class_report.txt."""
     if not tracker.enabled:
         return
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
-    tracker.log_text("\n".join(lines) + "\n", "model_summary.txt")
     with tempfile.TemporaryDirectory() as tmp:
         if history:
             plots.training_curves(history, os.path.join(tmp, "training_curves.png"))

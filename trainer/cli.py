@@ -178,8 +178,18 @@ def preflight(argv: list[str] | None = None) -> None:
     GlobalHydra.instance().clear()
 
 
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def run_job(cfg):
-    """The Hydra task function's body: train, and turn bad input into one line."""
+    """The Hydra task function's body: train, turn bad input into one line, and return
+    `sweep.metric` to the sweeper (Optuna optimizes it; the sweep summary ranks by it)."""
+    import logging
+
     from models.registry import RegistryError
     from trainer.train import train
 
@@ -189,4 +199,16 @@ def run_job(cfg):
         if _full_error():
             raise
         fail(str(err))
-    return metrics.get("val_accuracy")
+    except Exception as err:
+        # The job's run is already recorded FAILED with its traceback; one broken job of a sweep
+        # should not throw away the others (sweep.continue_on_failure=false stops the sweep).
+        if not (_multirun() and cfg.sweep.continue_on_failure):
+            raise
+        logging.getLogger("trainer").error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
+        return float("nan")
+    if cfg.sweep.metric not in metrics:
+        if _multirun():
+            fail(f"sweep.metric must be one of the metrics the run reports: {', '.join(sorted(metrics))}."
+                 f" Received: sweep.metric={cfg.sweep.metric}")
+        return None
+    return metrics[cfg.sweep.metric]

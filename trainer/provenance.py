@@ -15,6 +15,7 @@ import sys
 # Set by trainer.sweep in the process that runs a multirun's jobs (joblib workers included).
 PARENT_RUN_ENV = "TRAINER_SWEEP_PARENT_RUN_ID"
 SWEEP_ENV = "TRAINER_SWEEP_ID"
+SWEPT_KEYS_ENV = "TRAINER_SWEPT_KEYS"
 
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
@@ -50,6 +51,16 @@ def sweep_tags(job_num: int | None) -> dict[str, str]:
     if job_num is not None:
         tags["sweep.job"] = str(job_num)
     return tags
+
+
+def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
+    """A sweep child's name is what it varies ("depth=3 loop=fit"), so the compare view reads well;
+    None (MLflow picks a name) outside a sweep."""
+    if not os.environ.get(PARENT_RUN_ENV):
+        return None
+    keys = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+    varied = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
+    return " ".join(varied or overrides) or f"job {job_num}"
 
 
 def run_tags(*, model: str, variant: str, loop: str, dataset: str, root: str) -> dict[str, str]:

@@ -66,3 +66,21 @@ def prepare_store(uri: str) -> None:
                 f"tracking.uri must be a reachable MLflow tracking server (start one with `mlflow server`;"
                 f" see README, Teams); it did not answer: {reason}. Received: tracking.uri={uri}"
             ) from None
+
+
+def experiment_id(client, name: str, artifact_location: str | None) -> str:
+    """The id of experiment `name`, created on first use with its artifacts under artifact_location."""
+    import mlflow
+
+    found = with_lock_retries(client.get_experiment_by_name, name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if artifact_location:
+        os.makedirs(artifact_location, exist_ok=True)
+        location = "file://" + os.path.abspath(artifact_location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # Another job of the same sweep created it first.
+        return with_lock_retries(client.get_experiment_by_name, name).experiment_id

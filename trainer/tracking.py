@@ -18,7 +18,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from trainer import secrets
-from trainer.store import is_locked, with_lock_retries
+from trainer.store import experiment_id, is_locked, with_lock_retries
 
 # MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
 # cut predictably (the full config is always in the `config.yaml` artifact); long keys keep
@@ -123,20 +123,6 @@ class Tracker:
         self.run_id: str | None = None
         self._pending: list[tuple] = []  # (async operation, metrics) until flushed
 
-    def experiment_id(self) -> str:
-        found = with_lock_retries(self.client.get_experiment_by_name, self.experiment)
-        if found is not None:
-            return found.experiment_id
-        location = None
-        if self.artifact_location:
-            os.makedirs(self.artifact_location, exist_ok=True)
-            location = "file://" + os.path.abspath(self.artifact_location)
-        try:
-            return self.client.create_experiment(self.experiment, artifact_location=location)
-        except mlflow.exceptions.MlflowException:
-            # Another job of the same sweep created it first.
-            return with_lock_retries(self.client.get_experiment_by_name, self.experiment).experiment_id
-
     def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
         mlflow.set_tracking_uri(self.uri)
         if resume_run_id is not None:
@@ -145,7 +131,7 @@ class Tracker:
             self.run_id = resume_run_id
             return self.run_id
         tag_values = {_key(k): _cut(str(v), TAG_VALUE_LIMIT) for k, v in secrets.redact_mapping(tags).items()}
-        run = with_lock_retries(self.client.create_run, self.experiment_id(), tags=tag_values, run_name=run_name)
+        run = with_lock_retries(self.client.create_run, experiment_id(self.client, self.experiment, self.artifact_location), tags=tag_values, run_name=run_name)
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in secrets.redact_mapping(param_items(params)).items()]
         for i in range(0, len(items), _BATCH):

@@ -43,15 +43,6 @@ def _job_num() -> int | None:
     return HydraConfig.get().job.get("num") if HydraConfig.initialized() else None
 
 
-def _run_name(overrides: list[str]) -> str | None:
-    # Sweep children are named by what they changed, so the compare view reads "depth=3 loop=fit".
-    from trainer.provenance import sweep_tags
-
-    if not sweep_tags(None):
-        return None
-    return " ".join(overrides) or f"job {_job_num()}"
-
-
 def _reset_global_state() -> None:
     # Hydra's basic launcher runs every multirun job in this one process: nothing from the
     # previous job (Keras graph names, dtype policy, an active MLflow run) may leak into the next.
@@ -100,7 +91,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
                                dataset=data.name, root=settings["paths"]["root_dir"])
     tags.update(provenance.sweep_tags(_job_num()))
     with signals.sigterm_raises():
-        run_id = tracker.start(params=params, tags=tags, run_name=_run_name(overrides))
+        run_id = tracker.start(params=params, tags=tags, run_name=provenance.child_run_name(overrides, _job_num()))
         final = _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker)
     _report(run_id, final, run_dir, tracker)
     return final

@@ -1,0 +1,209 @@
+"""A multirun as one MLflow family: a parent run for the sweep, one child run per job, and the
+sweep's summary (best value, best overrides, a table of all jobs) on the parent at the end.
+
+`MlflowSweep` is a Hydra callback (conf/hydra/default.yaml). It runs in Hydra's main process,
+which never imports TensorFlow. The parent run id reaches the jobs through environment
+variables, set before jobs start and again in `on_job_start`, which Hydra calls in the process
+that runs the job, so joblib's worker processes get it too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import io
+import logging
+import math
+import os
+import signal
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from trainer import provenance, store
+
+log = logging.getLogger(__name__)
+
+# Jobs of the last sweep in this process that did not finish (read by `python -m trainer` for its exit code).
+failed_jobs: list[str] = []
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a sweep varies: comma/range overrides on the command line and the sweeper's own params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return keys + [str(k) for k in params if str(k) not in keys]
+
+
+def _short_target(node) -> str:
+    target = str(OmegaConf.select(node, "_target_", default="") or "")
+    return target.rsplit(".", 1)[-1] or "unknown"
+
+
+class MlflowSweep(Callback):
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self.sweep_id: str | None = None
+        self.uri: str | None = None
+        self.keys = ""
+
+    # -- main process -------------------------------------------------------------------------
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        failed_jobs.clear()
+        if not config.tracking.enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        self.uri = config.tracking.uri
+        store.prepare_store(self.uri)
+        client = MlflowClient(self.uri)
+        # Creating the experiment here, before any job starts, means parallel jobs never race to create it.
+        experiment = store.experiment_id(client, config.tracking.experiment, config.tracking.artifact_location)
+        sweep_dir = str(config.hydra.sweep.dir)
+        self.sweep_id = os.path.relpath(sweep_dir, os.path.join(str(config.paths.output_dir), "multiruns"))
+        commit, dirty = provenance.git_state(str(config.paths.root_dir))
+        tags = {
+            "sweep": self.sweep_id,
+            "sweep.role": "parent",
+            "sweep.sweeper": _short_target(config.hydra.sweeper),
+            "sweep.launcher": _short_target(config.hydra.launcher),
+            "sweep.overrides": " ".join(config.hydra.overrides.task),
+            "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
+            "command": provenance.command_line(),
+            "git.commit": commit,
+            "git.dirty": dirty,
+        }
+        run = store.with_lock_retries(client.create_run, experiment, tags=tags, run_name=f"sweep {self.sweep_id}")
+        self.parent_run_id = run.info.run_id
+        self.keys = ",".join(swept_keys(config))
+        self._export()
+        os.makedirs(sweep_dir, exist_ok=True)
+        with open(os.path.join(sweep_dir, "mlflow_parent_run_id"), "w") as f:
+            f.write(self.parent_run_id + "\n")
+        # Ctrl-C or SIGTERM between or during jobs: the parent must not stay RUNNING.
+        atexit.register(self._end_interrupted)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+        log.info("sweep %s: MLflow parent run %s", self.sweep_id, self.parent_run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.parent_run_id is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.uri)
+        jobs = _children(client, self.parent_run_id)
+        metric, direction = config.sweep.metric, config.sweep.direction
+        summary = summarize(jobs, metric, direction)
+        failed_jobs.extend(j["name"] for j in jobs if j["status"] != "FINISHED")
+        _log_summary(client, self.parent_run_id, summary, metric, str(config.hydra.sweep.dir))
+        status = "FAILED" if jobs and len(failed_jobs) == len(jobs) else "FINISHED"
+        store.with_lock_retries(client.set_terminated, self.parent_run_id, status=status)
+        atexit.unregister(self._end_interrupted)
+        print(summary["text"], flush=True)
+        self._clear()
+
+    # -- every process that runs a job ---------------------------------------------------------
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        if self.parent_run_id is not None:
+            self._export()
+
+    # -----------------------------------------------------------------------------------------
+    def _export(self) -> None:
+        os.environ[provenance.PARENT_RUN_ENV] = self.parent_run_id
+        os.environ[provenance.SWEEP_ENV] = self.sweep_id
+        os.environ[provenance.SWEPT_KEYS_ENV] = self.keys
+
+    def _clear(self) -> None:
+        os.environ.pop(provenance.PARENT_RUN_ENV, None)
+        os.environ.pop(provenance.SWEEP_ENV, None)
+        os.environ.pop(provenance.SWEPT_KEYS_ENV, None)
+        self.parent_run_id = None
+
+    def _end_interrupted(self) -> None:
+        if self.parent_run_id is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        try:
+            MlflowClient(self.uri).set_terminated(self.parent_run_id, status="KILLED")
+        except Exception:  # the process is exiting; nothing better can be done
+            pass
+        self._clear()
+
+
+def _sigterm_to_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
+def _children(client, parent_run_id: str) -> list[dict]:
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs(
+        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
+    )
+    jobs = []
+    for run in runs:
+        tags = run.data.tags
+        jobs.append({
+            "job": int(tags.get("sweep.job", -1)),
+            "name": run.info.run_name,
+            "status": run.info.status,
+            "run_id": run.info.run_id,
+            "metrics": run.data.metrics,
+        })
+    return sorted(jobs, key=lambda j: (j["job"], j["name"]))
+
+
+def summarize(jobs: list[dict], metric: str, direction: str) -> dict:
+    """Best job by `metric` among finished jobs with a finite value, and a table of every job."""
+    def value(job):
+        v = job["metrics"].get(metric)
+        return v if job["status"] == "FINISHED" and v is not None and math.isfinite(v) else None
+
+    ranked = [j for j in jobs if value(j) is not None]
+    best = (max if direction == "maximize" else min)(ranked, key=value) if ranked else None
+    rows = [{"job": j["job"], "overrides": j["name"], "status": j["status"],
+             metric: "" if value(j) is None else f"{value(j):.6g}", "run_id": j["run_id"]} for j in jobs]
+    failed = sum(j["status"] != "FINISHED" for j in jobs)
+    lines = [f"\nsweep: {len(jobs)} jobs, {len(jobs) - failed} finished, {failed} failed"]
+    if best is not None:
+        lines.append(f"  best {metric}={value(best):.4f} ({direction}): {best['name']}  run {best['run_id']}")
+    lines += [f"  #{r['job']:<3} {r['status']:<9} {metric}={r[metric] or '-':<10} {r['overrides']}" for r in rows]
+    return {"best": best, "best_value": None if best is None else value(best), "rows": rows,
+            "failed": failed, "text": "\n".join(lines)}
+
+
+def _table(rows: list[dict], columns: list[str]) -> tuple[str, str]:
+    """(markdown, csv) of the jobs table."""
+    markdown = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    markdown += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return "\n".join(markdown) + "\n", buffer.getvalue()
+
+
+def _log_summary(client, run_id: str, summary: dict, metric: str, sweep_dir: str) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    columns = ["job", "overrides", "status", metric, "run_id"]
+    markdown, table_csv = _table(summary["rows"], columns)
+    best = summary["best"]
+    header = [f"# Sweep summary\n", f"jobs: {len(summary['rows'])}, failed: {summary['failed']}\n"]
+    tags = [RunTag("sweep.jobs", str(len(summary["rows"]))), RunTag("sweep.failed_jobs", str(summary["failed"]))]
+    metrics = [Metric("sweep_jobs", len(summary["rows"]), 0, 0), Metric("sweep_failed_jobs", summary["failed"], 0, 0)]
+    if best is not None:
+        header.append(f"best {metric}: {summary['best_value']:.6g} (run {best['run_id']})\n")
+        header.append(f"best overrides: {best['name']}\n")
+        tags += [RunTag("best_overrides", best["name"]), RunTag("best_run_id", best["run_id"])]
+        metrics.append(Metric(f"best_{metric}", summary["best_value"], 0, 0))
+    store.with_lock_retries(client.log_batch, run_id, metrics=metrics, tags=tags)
+    client.log_text(run_id, "\n".join(header) + "\n" + markdown, "sweep_summary.md")
+    client.log_text(run_id, table_csv, "jobs.csv")
+    results = os.path.join(sweep_dir, "optimization_results.yaml")  # written by the Optuna sweeper
+    if os.path.exists(results):
+        client.log_artifact(run_id, results)
