@@ -1,0 +1,72 @@
+"""overhead: `python -m trainer` (loop=fit) against benchmarks/plain_keras.py, whole processes.
+
+Both train the default model (mlp) on digits with the same batch size, epochs, seed and learning
+rate, alternately, each in a fresh process. Steady-state epoch time (first epoch excluded) has a
+target of at most 1.03; whole-process wall time, start-up included, is reported.
+"""
+
+from __future__ import annotations
+
+from benchmarks.results import alternate, compare, median, say, section
+from benchmarks.session import REPO
+
+TARGET = 1.03
+
+
+def commands(session) -> tuple[list[str], list[str]]:
+    """The two command lines, with every shared setting taken from the composed config."""
+    epochs = session.sizes.cli_epochs
+    cfg = session.compose("model=mlp", "loop=fit")
+    trainer = ["-m", "trainer", "model=mlp", "loop=fit", f"epochs={epochs}", f"data.data_dir={session.tfds_dir}"]
+    plain = [str(REPO / "benchmarks" / "plain_keras.py"), "--epochs", str(epochs),
+             "--batch-size", str(cfg.batch_size), "--seed", str(cfg.seed),
+             "--learning-rate", str(cfg.optimizer.learning_rate), "--width", str(cfg.width),
+             "--data-dir", str(session.tfds_dir)]
+    return trainer, plain
+
+
+def _check(runs, label: str, epochs: int) -> None:
+    for r in runs:
+        if r.returncode != 0 or len(r.epochs) != epochs:
+            raise RuntimeError(f"{label} exited {r.returncode} after {len(r.epochs)} of {epochs} epochs;"
+                               " see the log in the output folder")
+
+
+def run(session) -> dict:
+    trainer, plain = commands(session)
+    epochs = session.sizes.cli_epochs
+
+    def run_trainer(i):
+        r = session.spawn(*trainer)
+        say(f"  overhead {i + 1}: python -m trainer   {r.wall:6.2f} s")
+        return r
+
+    def run_plain(i):
+        r = session.spawn(*plain)
+        say(f"  overhead {i + 1}: plain_keras.py      {r.wall:6.2f} s")
+        return r
+
+    a, b = alternate(run_trainer, run_plain, session.sizes.process_repeats)
+    _check(a, "python -m trainer", epochs)
+    _check(b, "benchmarks/plain_keras.py", epochs)
+    session.shared["overhead_runs"] = (a, b)
+
+    case = f"mlp, digits, {epochs} epochs"
+    rows = [
+        compare(case, "steady-state epoch time", "s", [median(r.steady()) for r in a],
+                [median(r.steady()) for r in b], target=TARGET),
+        compare(case, "training step time", "s", [median(r.steady("step_seconds")) for r in a],
+                [median(r.steady("step_seconds")) for r in b]),
+        compare(case, "whole-process wall time", "s", [r.wall for r in a], [r.wall for r in b]),
+        compare(case, "time after the last epoch", "s", [r.after_last_epoch for r in a],
+                [r.after_last_epoch for r in b]),
+    ]
+    notes = [
+        f"A: `python {' '.join(trainer[:-1])}`; B: `python benchmarks/plain_keras.py` with the same settings.",
+        "Epoch time is measured from the end of one epoch to the end of the next (training, validation"
+        " and every epoch-end callback, MLflow logging included); medians per process, then across"
+        f" {len(a)} process pairs.",
+        "Time after the last epoch: test evaluation, model logging and interpreter exit (B has no tracking).",
+    ]
+    return section("overhead", "Framework overhead: `python -m trainer` vs plain Keras", "python -m trainer",
+                   "plain Keras", rows, notes)

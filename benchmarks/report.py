@@ -1,0 +1,102 @@
+"""Write a session's results: results.json (every sample) and results.md (medians and ratios).
+
+results.md is the text README's "Performance" and "Functional or subclassed?" sections carry;
+`--update-readme` copies it between README's `<!-- benchmarks:NAME -->` markers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.machine import one_line
+
+MARKERS = {"performance": "<!-- benchmarks:performance -->", "variants": "<!-- benchmarks:variants -->"}
+END = "<!-- benchmarks:end -->"
+
+
+def fmt(v, unit: str) -> str:
+    if v is None:
+        return "n/a"
+    if unit == "s":
+        if v < 0.01:
+            return f"{v * 1000:.2f} ms"
+        return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+    if unit == "bytes":
+        return f"{v / 1024:.1f} KiB"
+    if unit == "count":
+        return f"{int(round(v)):,}"
+    if unit == "accuracy":
+        return f"{v:.4f}"
+    if unit == "FLOP/s":
+        return f"{v / 1e9:.1f} GFLOP/s"
+    return f"{v:.3g} {unit}".strip()
+
+
+def _target(row: dict) -> str:
+    if row["target"] is None:
+        return ""
+    sign = "≤" if row["kind"] == "max" else "≥"
+    shown = fmt(row["target"], row["unit"]) if row["ratio"] is None and row["b"] is None else f"{row['target']:g}"
+    return f"{sign} {shown}: {'met' if row['met'] else 'missed'}"
+
+
+def section_markdown(section: dict) -> str:
+    lines = [f"### {section['title']}", ""]
+    if section.get("error"):
+        lines += [f"Failed: `{section['error']}`", ""]
+    if section["rows"]:
+        lines += [f"| case | measure | {section['a_label']} | {section['b_label']} | ratio | target |",
+                  "|---|---|---|---|---|---|"]
+        for row in section["rows"]:
+            ratio = "" if row["ratio"] is None else f"{row['ratio']:.3f}"
+            b = "" if row["b"] is None and not row["b_samples"] else fmt(row["b"], row["unit"])
+            lines.append(f"| {row['case']} | {row['measure']} | {fmt(row['a'], row['unit'])} | {b} | {ratio}"
+                         f" | {_target(row)} |")
+        lines.append("")
+    lines += [f"- {note}" for note in section["notes"]]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def header(results: dict) -> str:
+    return (
+        f"Measured {results['started']} with `{results['command']}` (git {results['machine']['git_commit']},"
+        f" {results['seconds']:.0f} s, load average at start"
+        f" {', '.join(f'{x:.1f}' for x in results['machine']['load_average'] or [])}) on:"
+        f" {one_line(results['machine'])}.\n\n"
+        "Each ratio is A/B of the medians of runs made alternately (A B B A ...) in that one session;"
+        " every sample is in results.json.\n"
+    )
+
+
+def markdown(results: dict, names: tuple[str, ...] | None = None) -> str:
+    parts = [header(results)]
+    for section in results["sections"]:
+        if names is None or section["name"] in names:
+            parts.append(section_markdown(section))
+    return "\n".join(parts)
+
+
+def write(results: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "results.json", out / "results.md"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    md_path.write_text("## Benchmark results\n\n" + markdown(results))
+    return json_path, md_path
+
+
+def update_readme(results: dict, readme: Path) -> None:
+    """Replace README's marked blocks with this session's tables; other text is left alone."""
+    text = readme.read_text()
+    names = [s["name"] for s in results["sections"]]
+    blocks = {
+        "performance": markdown(results, tuple(n for n in names if n != "variants")),
+        "variants": markdown(results, ("variants",)),
+    }
+    for key, marker in MARKERS.items():
+        start = text.find(marker)
+        if start < 0:
+            raise SystemExit(f"README has no {marker} ... {END} block to update")
+        end = text.find(END, start)
+        text = text[: start + len(marker)] + "\n" + blocks[key] + "\n" + text[end:]
+    readme.write_text(text)

@@ -1,0 +1,171 @@
+"""One benchmark session: its sizes, its scratch folders, and the two ways it runs training.
+
+`train(...)` composes the real config (as `python -m trainer` would) and calls
+`trainer.train.train` in this process, timed by the probe; `spawn(...)` runs a whole
+`python -m trainer` or plain-Keras process under the probe. Both write only under the
+session's scratch folder: TRAINER_ROOT, the TFDS data dir and the MLflow store are its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import probe
+from benchmarks.results import say
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    repeats: int            # A/B pairs of in-process runs
+    process_repeats: int    # A/B pairs of whole processes
+    epochs: int             # epochs of an in-process timing run; the first is excluded
+    cli_epochs: int         # epochs of a whole-process run (`overhead`)
+    accuracy_epochs: int    # epochs behind the variants' final accuracy
+    models: tuple | None    # registry models to cover; None = every registered model
+    cifar_examples: int     # examples in the mock CIFAR-10 sized dataset
+    compute_batch: int
+    compute_width: int
+    compute_epochs: int
+    matmul_size: int
+    reject_repeats: int
+
+
+QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, cli_epochs=2, accuracy_epochs=1, models=("mlp",),
+              cifar_examples=128, compute_batch=128, compute_width=64, compute_epochs=2, matmul_size=256,
+              reject_repeats=1)
+FULL = Sizes(repeats=3, process_repeats=5, epochs=5, cli_epochs=20, accuracy_epochs=20, models=None,
+             cifar_examples=2048, compute_batch=512, compute_width=2048, compute_epochs=6, matmul_size=2048,
+             reject_repeats=5)
+
+
+@dataclasses.dataclass
+class Run:
+    """What one timed training run left: per-epoch times (probe.Clock.epochs) and more."""
+
+    epochs: list[dict]
+    metrics: dict
+    wall: float                       # seconds, from start (process spawn or train call) to end
+    after_last_epoch: float | None    # seconds from the end of the last epoch to the end
+    first_step: float | None = None   # seconds from start to the end of the first training step
+    returncode: int = 0
+    tensorflow_imported: bool | None = None
+
+    def steady(self, key: str = "seconds") -> list[float]:
+        """Per-epoch values with the first epoch (tracing, cache filling) left out."""
+        return [e[key] for e in self.epochs[1:] if e.get(key) is not None]
+
+
+class Session:
+    def __init__(self, sizes: Sizes, workdir: Path, log_path: Path):
+        self.sizes = sizes
+        self.workdir = Path(workdir)
+        self.root = self.workdir / "root"              # TRAINER_ROOT: outputs/, mlflow.db
+        self.tfds_dir = self.workdir / "tensorflow_datasets"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(log_path)
+        self.shared: dict = {}                         # results one benchmark hands to another
+        self._counter = itertools.count()
+
+    # -- setup --------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Prepare digits once, so no timed run pays for it."""
+        from trainer import resolvers
+
+        resolvers.register()
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow_datasets as tfds
+
+        import trainer.data.digits  # noqa: F401  (registers the digits builder with TFDS)
+
+        with self.quiet():
+            tfds.builder("digits", data_dir=str(self.tfds_dir)).download_and_prepare()
+
+    def model_names(self) -> list[str]:
+        import models
+
+        return [n for n in models.names() if self.sizes.models is None or n in self.sizes.models]
+
+    def untracked(self) -> list[str]:
+        """Overrides that switch MLflow off, for benchmarks where tracking is not the subject."""
+        return ["tracking.enabled=false"]
+
+    def has_option(self, group: str, option: str) -> bool:
+        """Whether conf/<group>/<option>.yaml exists in this checkout (work may still be landing)."""
+        return (REPO / "conf" / group / f"{option}.yaml").exists()
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Send what training prints (Keras progress, run summaries) to the log file."""
+        with open(self.log_path, "a") as log, contextlib.redirect_stdout(log):
+            yield
+
+    # -- in process -----------------------------------------------------------------------
+    def compose(self, *overrides: str):
+        """The config `python -m trainer OVERRIDES` would run, writing under the session."""
+        from hydra import compose, initialize_config_module
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import open_dict
+
+        base = [f"paths.root_dir={self.root}", f"data.data_dir={self.tfds_dir}"]
+        GlobalHydra.instance().clear()
+        with initialize_config_module("conf", version_base="1.3"):
+            cfg = compose("config", overrides=base + list(overrides), return_hydra_config=True)
+        GlobalHydra.instance().clear()
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(self.root / "outputs" / "runs" / f"bench-{next(self._counter)}")
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    def train(self, *overrides: str) -> Run:
+        """`trainer.train.train` on the composed config, in this process, timed."""
+        from trainer.train import train
+
+        cfg = self.compose(*overrides)
+        with self.quiet(), probe.clock() as clock:
+            print(f"\n=== train {' '.join(overrides)}", flush=True)
+            start = time.time()
+            metrics = train(cfg)
+            end = time.time()
+        epochs = clock.epochs()
+        return Run(epochs=epochs, metrics=metrics, wall=end - start,
+                   after_last_epoch=end - epochs[-1]["end"] if epochs else None,
+                   first_step=clock.first_step_end - start if clock.first_step_end else None)
+
+    # -- whole processes ------------------------------------------------------------------
+    def env(self) -> dict:
+        pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        return {**os.environ, "TRAINER_ROOT": str(self.root), "TFDS_DATA_DIR": str(self.tfds_dir),
+                "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": pythonpath}
+
+    def spawn(self, *target: str, timeout: float = 900) -> Run:
+        """Run `python -m benchmarks.probe OUT -- TARGET...` and time it from the outside."""
+        out = self.workdir / f"probe-{next(self._counter)}.json"
+        command = [sys.executable, "-m", "benchmarks.probe", str(out), "--", *target]
+        with open(self.log_path, "a") as log:
+            print(f"\n=== {' '.join(target)}", file=log, flush=True)
+            start = time.time()
+            proc = subprocess.run(command, cwd=self.workdir, env=self.env(), stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=timeout)
+            end = time.time()
+        record = json.loads(out.read_text()) if out.exists() else {}
+        epochs = record.get("epochs", [])
+        if proc.returncode not in (0, 2):
+            say(f"  warning: {' '.join(target)} exited {proc.returncode}; see {self.log_path}")
+        return Run(
+            epochs=epochs, metrics={}, wall=end - start,
+            after_last_epoch=end - epochs[-1]["end"] if epochs else None,
+            first_step=record["first_step_end"] - start if record.get("first_step_end") else None,
+            returncode=proc.returncode, tensorflow_imported=record.get("tensorflow_imported"),
+        )

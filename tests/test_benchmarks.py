@@ -1,0 +1,101 @@
+"""The benchmark harness keeps working: `python -m benchmarks --quick` runs every benchmark at a
+tiny size and writes results of the documented shape. Structure only, never a timing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.__main__ import BENCHMARKS
+from benchmarks.probe import Clock
+from tests.conftest import REPO
+
+ROW_KEYS = {"case", "measure", "unit", "a", "b", "ratio", "target", "kind", "met", "a_samples", "b_samples"}
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmarks")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, proc
+
+
+def test_quick_run_writes_every_section_with_rows_of_one_shape(quick):
+    out, _ = quick
+    results = json.loads((out / "results.json").read_text())
+    assert results["quick"] is True
+    assert {"cpu", "logical_cores", "versions", "tensorflow_build"} <= set(results["machine"])
+    assert [s["name"] for s in results["sections"]] == list(BENCHMARKS)
+    for section in results["sections"]:
+        assert not section.get("error"), (section["name"], section["error"])
+        assert section["rows"], section["name"]
+        for row in section["rows"]:
+            assert set(row) >= ROW_KEYS, section["name"]
+            assert row["a_samples"] and all(isinstance(v, (int, float)) for v in row["a_samples"]), row
+            assert row["a"] is not None and math.isfinite(row["a"]), row
+            if row["b_samples"]:
+                assert row["ratio"] is not None and math.isfinite(row["ratio"]) and row["ratio"] > 0, row
+            if row["target"] is not None:
+                assert isinstance(row["met"], bool), row
+
+
+def test_every_target_the_issue_sets_is_in_the_results(quick):
+    out, _ = quick
+    results = json.loads((out / "results.json").read_text())
+    targets = {(s["name"], row["measure"]): row["target"]
+               for s in results["sections"] for row in s["rows"] if row["target"] is not None}
+    assert targets[("overhead", "steady-state epoch time")] == 1.03
+    assert targets[("loops", "steady-state step time")] == 1.05
+    assert targets[("tracking", "steady-state epoch time")] == 1.03
+    assert targets[("pipeline", "steady-state step time")] == 1.05
+    assert targets[("startup", "time to reject a bad config")] == 2.0
+    assert targets[("compute", "FLOP/s")] == 0.6
+    measures = {row["measure"] for s in results["sections"] if s["name"] == "variants" for row in s["rows"]}
+    assert {"training step time", "build time", "save time (.keras)", "load time (.keras)", ".keras file size",
+            "parameters"} <= measures
+
+
+def test_markdown_table_names_every_section_and_the_machine(quick):
+    out, proc = quick
+    results = json.loads((out / "results.json").read_text())
+    markdown = (out / "results.md").read_text()
+    assert results["machine"]["cpu"] in markdown and "TensorFlow" in markdown
+    for section in results["sections"]:
+        assert f"### {section['title']}" in markdown
+    assert "| case | measure |" in markdown
+    assert markdown.strip() in proc.stdout
+
+
+def test_clock_turns_callback_events_into_epochs():
+    clock = Clock()
+    events = [("train_begin", 0, 0.0), ("epoch_begin", 0, 1.0), ("batch_begin", 0, 1.0), ("batch_end", 0, 3.0),
+              ("batch_begin", 1, 3.0), ("batch_end", 1, 4.0), ("epoch_end", 0, 5.0), ("epoch_begin", 1, 5.0),
+              ("batch_begin", 0, 5.5), ("batch_end", 0, 6.0), ("batch_begin", 1, 6.0), ("batch_end", 1, 6.5),
+              ("epoch_end", 1, 7.0)]
+    clock.events = events
+    first, second = clock.epochs()
+    assert (first["seconds"], first["train_seconds"], first["steps"], first["step_durations"]) == (4.0, 3.0, 2,
+                                                                                                 [2.0, 1.0])
+    assert (second["seconds"], second["train_seconds"], second["step_seconds"]) == (2.0, 1.5, 0.75)
+
+
+def test_flops_are_counted_from_the_layers():
+    import keras
+
+    from benchmarks.flops import training_flops_per_example
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)         # 8*8 positions * 3*3*1*4 MACs = 2304
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(10)(x)                            # 256*10 MACs = 2560
+    model = keras.Model(inputs, outputs)
+    # forward 2*MACs, weight gradients 2*MACs, input gradients 2*MACs except for the first layer
+    assert training_flops_per_example(model) == 2 * (2304 + 2560) * 2 + 2 * 2560
