@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import checks
+from trainer import checks, loop_config
 from trainer.errors import ConfigError
 
 # Top-level scalars that belong to the run rather than to the model.
-RUN_KEYS = ("seed", "epochs", "batch_size")
+RUN_KEYS = ("seed", "epochs", "batch_size", "deterministic", "precision")
 
 # Keras activation names (keras.activations.get accepts these; a test keeps the list honest).
 ACTIVATIONS = (
@@ -20,8 +20,6 @@ ACTIVATIONS = (
     "softplus", "softsign", "mish", "hard_sigmoid", "hard_silu", "linear",
 )
 
-LOOPS = ("fit",)
-OPTIMIZERS = ("adam",)
 
 
 def _check_knob(name: str, value):
@@ -83,9 +81,7 @@ def validate(cfg: DictConfig) -> dict:
     checks.int_at_least("batch_size", cfg.batch_size, 1)
     checks.int_at_least("seed", cfg.seed, 0)
     checks.one_of("model.variant", cfg.model.variant, ("functional", "subclassed"))
-    checks.one_of("loop.name", cfg.loop.name, LOOPS)
-    checks.one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
-    checks.number_above("optimizer.learning_rate", cfg.optimizer.learning_rate, 0.0)
+    loop_config.check(cfg)
     checks.number_in("data.validation_fraction", cfg.data.validation_fraction, 0.0, 1.0, low_open=True)
     knobs = model_knobs(cfg)
     _check_tracking(cfg.tracking)

@@ -56,14 +56,16 @@ def _reset_global_state() -> None:
 
 
 def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[str]) -> dict:
-    import keras
-
     import models
     from trainer import data as data_lib
-    from trainer import provenance, signals, tracking
+    from trainer import compile as compile_
+    from trainer import distribute, provenance, resume, runtime, signals, tracking
 
     _reset_global_state()
-    keras.utils.set_random_seed(settings["seed"])
+    checkpoint = resume.plan(settings)  # a bad resume record fails here, before any run is touched
+    # Before any other TensorFlow op: a multi-worker strategy configures the collectives.
+    strategy = distribute.build(settings["strategy"], batch_size=settings["batch_size"])
+    runtime.configure(seed=settings["seed"], deterministic=settings["deterministic"], precision=settings["precision"])
     model_cfg, data_cfg = settings["model"], settings["data"]
     if model_cfg["module"]:
         models.import_model_module(model_cfg["module"])  # a model of the user's own: runs its @register
@@ -77,31 +79,41 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
         batch_size=settings["batch_size"],
         seed=settings["seed"],
     )
-    model = models.build(
-        model_cfg["name"],
-        model_cfg["variant"],
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        **model_cfg["knobs"],
-    )
+    with strategy.scope():  # variables created here are mirrored over the strategy's replicas
+        model = models.build(
+            model_cfg["name"],
+            model_cfg["variant"],
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            **model_cfg["knobs"],
+        )
+        optimizer = compile_.build_optimizer(settings["optimizer"], settings["schedule"], epochs=settings["epochs"],
+                                             steps_per_epoch=max(1, int(data.train.cardinality())),
+                                             precision=settings["precision"])
+    loop = {"strategy": strategy, "optimizer": optimizer, "checkpoint": checkpoint}
 
-    tracker = tracking.create(settings["tracking"])
+    # In a multi-worker cluster only the chief records the run; the others train silently.
+    tracker = tracking.create(settings["tracking"]) if distribute.is_chief(strategy) else tracking.NoTracker()
     params = {k: v for k, v in settings.items() if k not in ("tracking", "paths", "sweep")}
     tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=settings["loop"]["name"],
                                dataset=data.name, root=settings["paths"]["root_dir"])
     tags.update(provenance.sweep_tags(_job_num()))
     with signals.sigterm_raises():
-        run_id = tracker.start(params=params, tags=tags, run_name=provenance.child_run_name(overrides, _job_num()))
-        final = _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker)
+        run_id = tracker.start(params=params, tags=tags, run_name=provenance.child_run_name(overrides, _job_num()), resume_run_id=checkpoint.run_id)
+        if checkpoint.enabled and run_id is not None and distribute.is_chief(strategy):
+            checkpoint.record_run(run_id)
+        final = _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, **loop)
     _report(run_id, final, run_dir, tracker)
     return final
 
 
-def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker) -> dict:
+def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, *, strategy, optimizer, checkpoint) -> dict:
     """Train and record; the run ends FINISHED, FAILED (with its traceback) or KILLED (Ctrl-C, SIGTERM),
     and every metric logged before a failure is kept."""
     from trainer import artifacts, export, tracking
-    from trainer.loops import fit
+    from trainer import callbacks as callbacks_lib
+    from trainer import compile as compile_
+    from trainer import distribute, loops
 
     tracking_cfg = settings["tracking"]
     # split_sizes lists the train split first (data/loading.py), so this is the examples per epoch.
@@ -113,12 +125,18 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker) 
         tracker.log_text(resolved_yaml, "config.yaml")
         tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
         tracker.log_text(export.summary_text(model), "model_summary.txt")
-        history, test_metrics = fit.run(
+        loop_cfg = settings["loop"]
+        history, test_metrics = loops.get(loop_cfg["name"]).run(
             model,
             data,
             epochs=settings["epochs"],
-            optimizer=settings["optimizer"],
-            callbacks=callbacks,
+            optimizer=optimizer,
+            callbacks=callbacks_lib.build(settings["callbacks"], settings["schedule"], run_dir=run_dir, loggers=callbacks),
+            strategy=strategy,
+            steps_per_execution=loop_cfg["steps_per_execution"],
+            jit_compile=compile_.resolve_jit_compile(loop_cfg["jit_compile"], distributed=not distribute.is_default(strategy)),
+            verbose=callbacks_lib.verbosity(settings["callbacks"]["progress"]),
+            checkpoint_dir=_checkpoint_dir(checkpoint, strategy),
         )
         tracker.log_metrics(test_metrics, step=settings["epochs"])
         artifacts.log_evaluation(tracker, model, data, history)
@@ -135,7 +153,20 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker) 
         _end_with_folder(tracker, tracking.FAILED, err, run_dir)
         raise
     tracker.end(tracking.FINISHED)
+    if checkpoint.enabled and distribute.is_chief(strategy):
+        checkpoint.finish()  # finished: the next identical command starts a new run
     return {**{k: float(v[-1]) for k, v in history.items()}, **test_metrics}
+
+
+def _checkpoint_dir(checkpoint, strategy) -> str | None:
+    """Every worker of a cluster must write its checkpoint, but only the chief's is kept."""
+    import tempfile
+
+    from trainer import distribute
+
+    if not checkpoint.enabled or distribute.is_chief(strategy):
+        return checkpoint.directory
+    return tempfile.mkdtemp(prefix="trainer-worker-checkpoint-")
 
 
 def _end_with_folder(tracker, status: str, err: BaseException, run_dir: str) -> None:

@@ -1,1 +1,12 @@
-"""Training loops. Each takes a built model, the data and callbacks, and returns the history."""
+"""Training loops. Each module's `run(model, data, ...)` takes a built model, the data, the
+optimizer and the callbacks, and returns (history, test metrics): `fit` (Keras Model.fit) and
+`custom` (a tf.GradientTape step), interchangeable through `loop.name`."""
+
+from __future__ import annotations
+
+import importlib
+
+
+def get(name: str):
+    """The loop module for `loop.name` (validated in trainer/loop_config.py)."""
+    return importlib.import_module(f"trainer.loops.{name}")

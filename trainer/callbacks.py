@@ -1,0 +1,76 @@
+"""The Keras callbacks of a run, built from `callbacks.*` and `schedule.*` (conf/callbacks/,
+conf/schedule/). Both loops drive this same list through `keras.callbacks.CallbackList`."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+
+VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message names the step."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raise at the first step whose loss is NaN or infinite (big_vision checks every step).
+
+    Keras's TerminateOnNaN only sets `stop_training`, which would end the run as a success;
+    raising makes the run end FAILED with the step in the message. The logged loss is the
+    running mean of the epoch, which turns non-finite exactly when a step's loss does. With
+    loop.steps_per_execution > 1 the check runs once per block, at its last step.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if math.isfinite(loss):
+            return
+        steps = self.params.get("steps") or 0
+        step = self._epoch * steps + batch + 1 if steps else batch + 1
+        raise NonFiniteLossError(
+            f"loss became {loss} at step {step} (epoch {self._epoch + 1}, batch {batch + 1}); lower"
+            " optimizer.learning_rate or set optimizer.clipnorm"
+        )
+
+
+def verbosity(progress: str) -> int:
+    return VERBOSITY[progress]
+
+
+def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list) -> list[keras.callbacks.Callback]:
+    """The run's callbacks in the order they fire; `loggers` (MLflow) come after anything that
+    adds to the epoch's logs, such as ReduceLROnPlateau's learning_rate."""
+    built: list[keras.callbacks.Callback] = []
+    if callbacks["terminate_on_nan"]:
+        built.append(StopOnNonFiniteLoss())
+    early = callbacks["early_stopping"]
+    if early["enabled"]:
+        built.append(keras.callbacks.EarlyStopping(
+            monitor=early["monitor"], patience=early["patience"], min_delta=early["min_delta"],
+            restore_best_weights=early["restore_best_weights"], mode="max" if "accuracy" in early["monitor"] else "min",
+        ))
+    if schedule["name"] == "reduce_on_plateau":
+        built.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=schedule["monitor"], factor=schedule["factor"], patience=schedule["patience"],
+            min_lr=schedule["min_lr"], mode="max" if "accuracy" in schedule["monitor"] else "min",
+        ))
+    best = callbacks["checkpoint"]
+    if best["enabled"]:
+        built.append(keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, "best.keras"), monitor=best["monitor"], save_best_only=True,
+            mode="max" if "accuracy" in best["monitor"] else "min",
+        ))
+    return built + list(loggers)
+
+
+def callback_list(callbacks: list, *, model, epochs: int, steps: int | None, verbose: int) -> keras.callbacks.CallbackList:
+    """Exactly the container `Model.fit` builds for a list of callbacks (History + progress bar)."""
+    return keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs, steps=steps, model=model,
+    )

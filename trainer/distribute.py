@@ -1,0 +1,49 @@
+"""The tf.distribute strategy a run trains under, from `strategy.*` (conf/strategy/)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from trainer.loop_config import check_batch_divides
+
+
+def build(strategy: dict, *, batch_size: int) -> tf.distribute.Strategy:
+    name = strategy["name"]
+    if name == "default":
+        built = tf.distribute.get_strategy()
+    elif name == "mirrored":
+        built = tf.distribute.MirroredStrategy(devices=strategy["devices"])
+    elif name == "multi_worker":
+        # Reads TF_CONFIG; blocks until every worker of the cluster has started.
+        built = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        raise ValueError(f"strategy.name must be one of default, mirrored, multi_worker. Received: strategy.name={name}")
+    check_batch_divides(batch_size, built.num_replicas_in_sync, f"strategy={name} on this machine")
+    return built
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """The one process that tracks the run and keeps checkpoints (every process outside multi-worker)."""
+    resolver = getattr(strategy.extended, "_cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def shardable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """TFDS splits are few files: shard by element so every worker sees different examples."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def is_default(strategy: tf.distribute.Strategy) -> bool:
+    return not isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy))
+
+
+def distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
+    """Split each global batch over the replicas (the custom loop's input; fit does this itself)."""
+    if is_default(strategy):
+        return dataset
+    return strategy.experimental_distribute_dataset(shardable(dataset))

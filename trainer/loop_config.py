@@ -1,0 +1,137 @@
+"""Validation of how a run trains: loop, optimizer, schedule, callbacks, strategy, precision,
+determinism and resume. Plain Python, no TensorFlow: called by `trainer.config.validate`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from omegaconf import DictConfig
+
+from trainer import checks
+from trainer.errors import ConfigError
+
+LOOPS = ("fit", "custom")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "exponential", "reduce_on_plateau")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PROGRESS = ("bar", "epoch", "none")
+# What both loops report each epoch (trainer/compile.py names the metrics; a test keeps them equal).
+MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def _optional_positive(key: str, value):
+    return None if value is None else checks.number_above(key, value, 0.0)
+
+
+def _check_loop(loop: DictConfig) -> None:
+    checks.one_of("loop.name", loop.name, LOOPS)
+    checks.int_at_least("loop.steps_per_execution", loop.steps_per_execution, 1)
+    if not (loop.jit_compile == "auto" or isinstance(loop.jit_compile, bool)):
+        raise checks.fail("loop.jit_compile", "one of auto, true, false", loop.jit_compile)
+
+
+def _check_optimizer(opt: DictConfig) -> None:
+    checks.one_of("optimizer.name", opt.name, OPTIMIZERS)
+    checks.number_above("optimizer.learning_rate", opt.learning_rate, 0.0)
+    _optional_positive("optimizer.clipnorm", opt.clipnorm)
+    _optional_positive("optimizer.clipvalue", opt.clipvalue)
+    if "weight_decay" in opt:
+        checks.number_above("optimizer.weight_decay", opt.weight_decay, 0.0, inclusive=True)
+    if "momentum" in opt:
+        checks.number_in("optimizer.momentum", opt.momentum, 0.0, 1.0)
+    if "nesterov" in opt:
+        checks.boolean("optimizer.nesterov", opt.nesterov)
+
+
+def _check_schedule(schedule: DictConfig, epochs: int) -> None:
+    checks.one_of("schedule.name", schedule.name, SCHEDULES)
+    if schedule.name == "cosine":
+        warmup = checks.number_above("schedule.warmup_epochs", schedule.warmup_epochs, 0.0, inclusive=True)
+        if warmup >= epochs:
+            raise checks.fail("schedule.warmup_epochs", f"smaller than epochs ({epochs})", schedule.warmup_epochs)
+        checks.number_in("schedule.alpha", schedule.alpha, 0.0, 1.0, high_open=False)
+    elif schedule.name == "exponential":
+        checks.number_in("schedule.decay_rate", schedule.decay_rate, 0.0, 1.0, low_open=True, high_open=False)
+        checks.boolean("schedule.staircase", schedule.staircase)
+    elif schedule.name == "reduce_on_plateau":
+        checks.one_of("schedule.monitor", schedule.monitor, MONITORS)
+        checks.number_in("schedule.factor", schedule.factor, 0.0, 1.0, low_open=True)
+        checks.int_at_least("schedule.patience", schedule.patience, 0)
+        checks.number_above("schedule.min_lr", schedule.min_lr, 0.0, inclusive=True)
+
+
+def _check_callbacks(cb: DictConfig) -> None:
+    checks.one_of("callbacks.progress", cb.progress, PROGRESS)
+    checks.boolean("callbacks.terminate_on_nan", cb.terminate_on_nan)
+    es = cb.early_stopping
+    checks.boolean("callbacks.early_stopping.enabled", es.enabled)
+    checks.one_of("callbacks.early_stopping.monitor", es.monitor, MONITORS)
+    checks.int_at_least("callbacks.early_stopping.patience", es.patience, 0)
+    checks.number_above("callbacks.early_stopping.min_delta", es.min_delta, 0.0, inclusive=True)
+    checks.boolean("callbacks.early_stopping.restore_best_weights", es.restore_best_weights)
+    checks.boolean("callbacks.checkpoint.enabled", cb.checkpoint.enabled)
+    checks.one_of("callbacks.checkpoint.monitor", cb.checkpoint.monitor, MONITORS)
+
+
+def tf_config_workers() -> int:
+    """Worker count from $TF_CONFIG (what MultiWorkerMirroredStrategy reads); 0 when unset."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw)["cluster"]
+        return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(
+            'TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker",'
+            f' "index": 0}}}}. Received: TF_CONFIG={raw}'
+        ) from None
+
+
+def known_replicas(strategy: DictConfig) -> int | None:
+    """Replica count when it can be known without TensorFlow, else None (counted after import)."""
+    if strategy.name == "mirrored" and strategy.devices:
+        return len(strategy.devices)
+    if strategy.name == "multi_worker":
+        # One replica per worker on CPU-only workers; with GPUs it is checked after import.
+        return None
+    return 1 if strategy.name == "default" else None
+
+
+def check_batch_divides(batch_size: int, replicas: int, where: str) -> None:
+    if batch_size % replicas:
+        raise ConfigError(
+            f"batch_size must be divisible by the number of replicas ({replicas}, {where}), because it is the"
+            f" global batch split evenly over them. Received: batch_size={batch_size}"
+        )
+
+
+def _check_strategy(strategy: DictConfig, batch_size: int) -> None:
+    checks.one_of("strategy.name", strategy.name, STRATEGIES)
+    if strategy.name == "mirrored":
+        devices = strategy.devices
+        if devices is not None and (not devices or not all(isinstance(d, str) for d in devices)):
+            raise checks.fail("strategy.devices", "null or a non-empty list of device names like /cpu:0", devices)
+    if strategy.name == "multi_worker" and tf_config_workers() == 0:
+        raise ConfigError(
+            "strategy=multi_worker needs TF_CONFIG describing the cluster and this process's task (see"
+            " conf/strategy/multi_worker.yaml). Received: TF_CONFIG unset"
+        )
+    replicas = known_replicas(strategy)
+    if replicas:
+        check_batch_divides(batch_size, replicas, f"strategy={strategy.name}")
+
+
+def check(cfg: DictConfig) -> None:
+    _check_loop(cfg.loop)
+    _check_optimizer(cfg.optimizer)
+    _check_schedule(cfg.schedule, cfg.epochs)
+    _check_callbacks(cfg.callbacks)
+    _check_strategy(cfg.strategy, cfg.batch_size)
+    checks.one_of("precision", cfg.precision, PRECISIONS)
+    checks.boolean("deterministic", cfg.deterministic)
+    checks.boolean("resume.enabled", cfg.resume.enabled)
+    if cfg.resume.dir is not None and (not isinstance(cfg.resume.dir, str) or not cfg.resume.dir):
+        raise checks.fail("resume.dir", "null or a directory path", cfg.resume.dir)

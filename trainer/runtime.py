@@ -1,0 +1,21 @@
+"""Process-wide settings a run makes before it builds anything: seeds, op determinism, dtype policy.
+
+Set on every run (not only when asked for) because Hydra's basic launcher runs all jobs of a
+sweep in one process, and a previous job's setting must not leak into the next.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public alias
+
+
+def configure(*, seed: int, deterministic: bool, precision: str) -> None:
+    # Seeds Python, NumPy, TensorFlow and Keras's global SeedGenerator together.
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+    keras.mixed_precision.set_global_policy(precision)
