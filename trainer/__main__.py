@@ -6,10 +6,12 @@ TensorFlow is imported, `trainer.train.train` does the work.
 
 from __future__ import annotations
 
+import signal
+
 import hydra
 from omegaconf import DictConfig
 
-from trainer import cli, resolvers, sweep
+from trainer import cli, resolvers, signals, sweep
 
 resolvers.register()
 
@@ -21,7 +23,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     cli.preflight()
-    _hydra_main()
+    try:
+        _hydra_main()
+    except signals.Terminated as err:  # the run is already recorded KILLED
+        cli.fail(f"stopped: {err}; the MLflow run is recorded KILLED", code=128 + signal.SIGTERM)
     if sweep.failed_jobs:  # every job ran; say so in the exit code when some did not finish
         cli.fail(f"{len(sweep.failed_jobs)} job(s) of the sweep did not finish: {', '.join(sweep.failed_jobs)}"
                  " (each is recorded in MLflow with its traceback)", code=1)

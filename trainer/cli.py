@@ -205,6 +205,9 @@ def run_job(cfg):
         if not (_multirun() and cfg.sweep.continue_on_failure):
             raise
         logging.getLogger("trainer").error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
+        from trainer import sweep
+
+        sweep.mark_failed(err)  # the sweep's summary counts it, even when it failed before its run existed
         return float("nan")
     if cfg.sweep.metric not in metrics:
         if _multirun():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import glob
 import io
 import logging
 import math
@@ -26,6 +27,23 @@ log = logging.getLogger(__name__)
 
 # Jobs of the last sweep in this process that did not finish (read by `python -m trainer` for its exit code).
 failed_jobs: list[str] = []
+FAILED_MARKER = "job_failed.txt"  # in a job's output folder: how it failed
+
+
+def mark_failed(err: BaseException) -> None:
+    """Called by the job that failed (in whatever process ran it): leave the traceback in its folder."""
+    import traceback
+
+    from hydra.core.hydra_config import HydraConfig
+
+    path = os.path.join(HydraConfig.get().runtime.output_dir, FAILED_MARKER)
+    with open(path, "w") as f:
+        f.write("".join(traceback.format_exception(type(err), err, err.__traceback__)))
+
+
+def _marked_jobs(sweep_dir: str) -> list[int]:
+    found = glob.glob(os.path.join(sweep_dir, "*", FAILED_MARKER))
+    return sorted(int(os.path.basename(os.path.dirname(p))) for p in found if os.path.basename(os.path.dirname(p)).isdigit())
 
 
 def swept_keys(config: DictConfig) -> list[str]:
@@ -91,6 +109,7 @@ class MlflowSweep(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.parent_run_id is None:
+            failed_jobs.extend(f"#{n} (see {n}/{FAILED_MARKER})" for n in _marked_jobs(str(config.hydra.sweep.dir)))
             return
         from mlflow.tracking import MlflowClient
 
@@ -98,9 +117,14 @@ class MlflowSweep(Callback):
         jobs = _children(client, self.parent_run_id)
         metric, direction = config.sweep.metric, config.sweep.direction
         summary = summarize(jobs, metric, direction)
-        failed_jobs.extend(j["name"] for j in jobs if j["status"] != "FINISHED")
+        failed_jobs.extend(f"#{j['job']} {j['name']}" for j in jobs if j["status"] != "FINISHED")
+        recorded = {j["job"] for j in jobs}
+        # Jobs that failed before their run was created (bad data for that job, say) have no child run.
+        failed_jobs.extend(f"#{n} (no run: see {n}/{FAILED_MARKER})" for n in _marked_jobs(str(config.hydra.sweep.dir))
+                           if n not in recorded)
         _log_summary(client, self.parent_run_id, summary, metric, str(config.hydra.sweep.dir))
-        status = "FAILED" if jobs and len(failed_jobs) == len(jobs) else "FINISHED"
+        finished = len(jobs) - summary["failed"]
+        status = "FINISHED" if finished else "FAILED"
         store.with_lock_retries(client.set_terminated, self.parent_run_id, status=status)
         atexit.unregister(self._end_interrupted)
         print(summary["text"], flush=True)

@@ -180,16 +180,9 @@ class Tracker:
 
         return export.log_model(self.run_id, model, input_example)
 
-    def register_model(self, name: str) -> str:
-        """Register this run's logged model in the Model Registry under `name`; returns the version."""
-        logged = mlflow.search_logged_models(
-            experiment_ids=[self.client.get_run(self.run_id).info.experiment_id],
-            filter_string=f"source_run_id = '{self.run_id}'",
-            output_format="list",
-        )
-        if not logged:
-            raise RuntimeError(f"run {self.run_id} logged no model to register as {name!r}")
-        version = mlflow.register_model(logged[0].model_uri, name)
+    def register_model(self, name: str, model_uri: str) -> str:
+        """Register the logged model at `model_uri` in the Model Registry as `name`; returns the version."""
+        version = with_lock_retries(mlflow.register_model, model_uri, name)
         return str(version.version)
 
     def end(self, status: str, error: BaseException | None = None) -> None:
@@ -238,7 +231,7 @@ class NoTracker:
 
     def log_model(self, model, input_example) -> None: ...
 
-    def register_model(self, name: str) -> None: ...
+    def register_model(self, name: str, model_uri: str) -> None: ...
 
     def end(self, status: str, error: BaseException | None = None) -> None: ...
 

@@ -141,9 +141,9 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
         tracker.log_metrics(test_metrics, step=settings["epochs"])
         artifacts.log_evaluation(tracker, model, data, history)
         example = next(iter(data.test.unbatch().batch(4).take(1)))[0].numpy()
-        tracker.log_model(model, input_example=example)
+        model_uri = tracker.log_model(model, input_example=example)
         if tracking_cfg["register_as"]:
-            version = tracker.register_model(tracking_cfg["register_as"])
+            version = tracker.register_model(tracking_cfg["register_as"], model_uri)
             tracker.set_tags({"registered_model": f"{tracking_cfg['register_as']} v{version}"})
         artifacts.log_run_folder(tracker, run_dir)
     except KeyboardInterrupt as err:

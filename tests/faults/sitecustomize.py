@@ -1,0 +1,55 @@
+"""Fault injection for subprocess tests (on PYTHONPATH only there): makes a real
+`python -m trainer` raise after a chosen epoch, so FAILED runs and sweeps that go on after a
+failing job are tested through the real command line.
+
+TRAINER_TEST_FAIL_AFTER_EPOCH=N  raise after epoch N's metrics were logged
+TRAINER_TEST_FAIL_WHEN=depth=2   ...only in the job whose overrides contain this one
+"""
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+_TARGET = "trainer.tracking"
+
+
+def _patch(module) -> None:
+    original = module.EpochLogger.on_epoch_end
+    fail_after = int(os.environ["TRAINER_TEST_FAIL_AFTER_EPOCH"])
+    when = os.environ.get("TRAINER_TEST_FAIL_WHEN")
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch >= fail_after and (when is None or _in_job_overrides(when)):
+            raise RuntimeError(f"injected failure after epoch {epoch}")
+
+    module.EpochLogger.on_epoch_end = on_epoch_end
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches trainer.tracking right after it is first executed, whoever imports it."""
+
+    def find_spec(self, name, path, target=None):
+        if name != _TARGET:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _in_job_overrides(override: str) -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and override in HydraConfig.get().overrides.task
+
+
+if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH"):
+    sys.meta_path.insert(0, _PatchOnImport())

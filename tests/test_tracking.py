@@ -1,0 +1,151 @@
+"""What every run records in MLflow, in process against a real SQLite store: params, tags,
+per-epoch and per-step metrics, artifacts, registration, and tracking switched off."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import tracking_uri
+from trainer import store, tracking
+from trainer.config import validate
+from trainer.errors import ConfigError
+from trainer.train import train
+
+
+def _only_run(root):
+    client = MlflowClient(tracking_uri(root))
+    (run,) = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
+    return client, run
+
+
+def _artifacts(client, run_id, path=None) -> set[str]:
+    out = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+def test_tracking_off_trains_and_writes_nothing_to_mlflow(make_cfg, tmp_path, capsys):
+    metrics = train(make_cfg("tracking=none", "model=mlp", "width=8"))
+    assert math.isfinite(metrics["test_accuracy"])
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()
+    assert not (tmp_path / "outputs" / "mlartifacts").exists()
+    assert "tracking off" in capsys.readouterr().out
+
+
+def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
+    cfg = make_cfg("model=dynamic", "depth=1", "width=8", "epochs=2", "tracking.log_every_n_steps=10",
+                   "tracking.register_as=digits-classifier")
+    # What Hydra leaves in the run folder under `python -m trainer`, which make_cfg does not run.
+    run_dir = Path(cfg.hydra.runtime.output_dir)
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- model=dynamic\n")
+    (run_dir / "trainer.log").write_text("a log line\n")
+    train(cfg)
+
+    client, run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    params, tags = run.data.params, run.data.tags
+    assert params["model.knobs.depth"] == "1" and params["optimizer.learning_rate"] == str(cfg.optimizer.learning_rate)
+    assert "tracking.uri" not in params and "paths.root_dir" not in params  # where, not what, is trained
+    assert {"model", "variant", "loop", "dataset", "git.commit", "git.dirty", "command"} <= set(tags)
+    assert tags["model"] == "dynamic" and tags["dataset"] == "digits"
+    assert tags["git.commit"] == "unknown"  # tmp_path is not a git checkout: no crash, an honest tag
+    assert tags["registered_model"] == "digits-classifier v1"
+    assert "mlflow.parentRunId" not in tags and "sweep" not in tags
+
+    history = {name: client.get_metric_history(run.info.run_id, name)
+               for name in ("loss", "val_accuracy", "epoch_time_s", "examples_per_second", "step/loss")}
+    assert [m.step for m in history["loss"]] == [0, 1]
+    assert [m.step for m in history["epoch_time_s"]] == [0, 1] and all(m.value > 0 for m in history["epoch_time_s"])
+    assert all(m.value > 0 for m in history["examples_per_second"])
+    steps = [m.step for m in history["step/loss"]]
+    assert steps and all(s % 10 == 0 for s in steps) and steps == sorted(steps)
+    assert {"test_accuracy", "test_loss"} <= set(run.data.metrics)
+
+    assert {"config.yaml", "overrides.txt", "model_summary.txt", "per_class_report.txt", "trainer.log",
+            ".hydra/overrides.yaml", "plots/training_curves.png", "plots/confusion_matrix.png"} <= _artifacts(client, run.info.run_id)
+    report = client.download_artifacts(run.info.run_id, "per_class_report.txt")
+    lines = Path(report).read_text().splitlines()
+    assert lines[0].split() == ["class", "precision", "recall", "f1", "support"]
+    assert sum(int(line.split()[-1]) for line in lines[1:11]) == int(lines[-1].split()[-1]) > 300  # each test example once
+    png = Path(client.download_artifacts(run.info.run_id, "plots/confusion_matrix.png")).read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+    (version,) = client.search_model_versions("name = 'digits-classifier'")
+    assert version.run_id == run.info.run_id
+
+
+def test_failure_after_an_epoch_keeps_its_metrics(make_cfg, tmp_path, monkeypatch):
+    from trainer import artifacts
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plotting exploded")
+
+    monkeypatch.setattr(artifacts, "log_evaluation", broken)
+    with pytest.raises(RuntimeError, match="plotting exploded"):
+        train(make_cfg("model=mlp", "width=8", "epochs=2"))
+    client, run = _only_run(tmp_path)
+    assert run.info.status == "FAILED"
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
+    assert "traceback.txt" in _artifacts(client, run.info.run_id)
+
+
+def test_params_are_dotted_plain_and_within_mlflow_limits():
+    long_key = "a." * 200 + "b"
+    items = tracking.param_items({"lr": 0.001, "on": True, "off": None, "sizes": [1, 2], "deep": {"x": {"y": 3}},
+                                  "text": "z" * 7000, long_key: 1, long_key + "c": 2})
+    assert items["lr"] == "0.001" and items["on"] == "true" and items["off"] == "null"
+    assert items["sizes"] == "[1, 2]" and items["deep.x.y"] == "3"
+    assert len(items["text"]) == tracking.PARAM_VALUE_LIMIT and items["text"].endswith("see config.yaml)")
+    long_keys = [k for k in items if k.startswith("a.a.")]
+    assert len(long_keys) == 2 and all(len(k) <= tracking.KEY_LIMIT for k in long_keys)
+
+
+def test_writes_are_retried_while_sqlite_reports_a_lock(monkeypatch):
+    monkeypatch.setattr(store.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "written"
+
+    assert store.with_lock_retries(flaky) == "written" and len(calls) == 3
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("no such table: runs")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="no such table"):
+        store.with_lock_retries(broken)
+    assert len(calls) == 1  # other errors are not retried
+
+
+def test_sqlite_store_is_switched_to_wal(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "store" / "mlflow.db"
+    store.prepare_store(f"sqlite:///{path}")
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("tracking.log_every_n_steps=-1", "tracking.log_every_n_steps must be an integer >= 0"),
+        ("tracking.enabled=maybe", "tracking.enabled must be true or false"),
+        ("tracking.uri=mlflow.db", "tracking.uri must be an MLflow tracking URI"),
+        ("tracking.experiment=''", "tracking.experiment must be a non-empty experiment name"),
+        ("sweep.direction=up", "sweep.direction must be one of maximize, minimize. Received: sweep.direction=up"),
+    ],
+)
+def test_bad_tracking_and_sweep_settings_are_one_line(make_cfg, override, expected):
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.").replace("(", r"\(")):
+        validate(make_cfg(override))
