@@ -1,0 +1,135 @@
+"""Sweeps and run statuses through the real command line: a grid multirun as a parent run with
+tagged children (one of which fails), an Optuna search, a joblib sweep of 4 jobs 2 at a time
+against one SQLite file, and a run stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, tracking_uri
+
+FAULTS = str(REPO / "tests" / "faults")
+
+
+def _family(root):
+    """(client, parent run, {run name: child run}) of the one sweep in the store."""
+    client = MlflowClient(tracking_uri(root))
+    runs = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = {r.info.run_name: r for r in runs if r.info.run_id != parent.info.run_id}
+    return client, parent, children
+
+
+def _fail_after_epoch(epoch: int, when: str | None = None) -> dict:
+    env = {"PYTHONPATH": os.pathsep.join([FAULTS, os.environ.get("PYTHONPATH", "")]),
+           "TRAINER_TEST_FAIL_AFTER_EPOCH": str(epoch)}
+    return env | ({"TRAINER_TEST_FAIL_WHEN": when} if when else {})
+
+
+def test_grid_sweep_is_a_parent_with_tagged_children_and_survives_a_failing_job(cli, tmp_path):
+    result = cli("-m", "model=dynamic", "depth=1,2", "width=8", "epochs=2",
+                 extra_env=_fail_after_epoch(0, when="depth=2"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 job(s) of the sweep did not finish: #1 depth=2" in result.stderr
+
+    client, parent, children = _family(tmp_path)
+    assert set(children) == {"depth=1", "depth=2"}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweep.overrides"].startswith("model=dynamic depth=1,2 width=8 epochs=2")
+    for job, (name, child) in enumerate(sorted(children.items())):
+        tags = child.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["sweep"] == parent.data.tags["sweep"] and tags["sweep.job"] == str(job)
+        assert tags["model"] == "dynamic" and tags["loop"] == "fit" and tags["dataset"] == "digits"
+        assert child.data.params["model.knobs.depth"] == name[-1]
+
+    ok, failed = children["depth=1"], children["depth=2"]
+    assert ok.info.status == "FINISHED" and failed.info.status == "FAILED"
+    # The failing job keeps the epoch it logged and says why it failed.
+    assert len(client.get_metric_history(failed.info.run_id, "loss")) == 1
+    traceback = Path(client.download_artifacts(failed.info.run_id, "traceback.txt")).read_text()
+    assert "injected failure after epoch 0" in traceback
+
+    assert parent.data.tags["best_overrides"] == "depth=1"
+    assert parent.data.metrics["best_val_accuracy"] == ok.data.metrics["val_accuracy"]
+    assert parent.data.metrics["sweep_failed_jobs"] == 1
+    table = Path(client.download_artifacts(parent.info.run_id, "jobs.csv")).read_text().splitlines()
+    assert table[0] == "job,overrides,status,val_accuracy,run_id" and len(table) == 3
+    assert "best overrides: depth=1" in Path(client.download_artifacts(parent.info.run_id, "sweep_summary.md")).read_text()
+
+
+def test_optuna_search_runs_its_trials_as_children(cli, tmp_path):
+    result = cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    client, parent, children = _family(tmp_path)
+    assert parent.data.tags["sweep.sweeper"] == "OptunaSweeper" and len(children) == 2
+    for child in children.values():
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        # The trial's sampled values are its params and its name.
+        for key in ("optimizer.learning_rate", "batch_size"):
+            assert f"{key}={child.data.params[key]}" in child.info.run_name
+    best = max(c.data.metrics["val_accuracy"] for c in children.values())
+    assert parent.data.metrics["best_val_accuracy"] == best
+    results = Path(client.download_artifacts(parent.info.run_id, "optimization_results.yaml")).read_text()
+    assert "best_value" in results
+
+
+def test_parallel_joblib_sweep_on_one_sqlite_file_loses_nothing(cli, tmp_path):
+    result = cli("-m", "model=mlp", "width=4,8,16,32", "epochs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "database is locked" not in result.stderr + result.stdout
+
+    client, parent, children = _family(tmp_path)
+    assert parent.data.tags["sweep.launcher"] == "JoblibLauncher"
+    assert set(children) == {"width=4", "width=8", "width=16", "width=32"}
+    for child in children.values():
+        assert child.info.status == "FINISHED"
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s", "examples_per_second"):
+            assert [m.step for m in client.get_metric_history(child.info.run_id, name)] == [0, 1], name
+        assert {"test_loss", "test_accuracy"} <= set(child.data.metrics)
+    job_dirs = {c.data.tags["sweep.job"] for c in children.values()}
+    assert job_dirs == {"0", "1", "2", "3"}
+
+
+def test_sigterm_ends_the_run_killed_and_keeps_its_metrics(tmp_path, tfds_dir):
+    env = {**os.environ, "TRAINER_ROOT": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "model=mlp", "width=4", "epochs=1000",
+                                f"data.data_dir={tfds_dir}"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _wait_for_an_epoch(tmp_path, process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "the MLflow run is recorded KILLED" in stderr
+    client = MlflowClient(tracking_uri(tmp_path))
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run_id, "loss")) >= 1
+
+
+def _wait_for_an_epoch(root, process, timeout: float = 300) -> str:
+    """The run id, once the run has logged at least one epoch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        if (Path(root) / "outputs" / "mlflow.db").exists():
+            client = MlflowClient(tracking_uri(root))
+            experiment = client.get_experiment_by_name("trainer")
+            runs = client.search_runs(experiment.experiment_id) if experiment else []
+            if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
+                return runs[0].info.run_id
+        time.sleep(0.5)
+    raise AssertionError("the run logged no epoch in time")
