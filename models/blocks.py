@@ -44,3 +44,65 @@ def conv(filters: int, activation: str | None, l2: float = 0.0, strides: int = 1
         kernel_regularizer=_regularizer(l2),
         name=name,
     )
+
+
+def batch_norm(name: str | None = None):
+    return keras.layers.BatchNormalization(name=name)
+
+
+def activation(name_of_fn: str, name: str | None = None):
+    return keras.layers.Activation(name_of_fn, name=name)
+
+
+def max_pool(name: str | None = None):
+    # "same" padding halves 8x8 -> 4x4 -> 2x2 -> 1x1 and then stays at 1x1, so any depth is valid.
+    return keras.layers.MaxPooling2D(pool_size=2, padding="same", name=name)
+
+
+def global_pool(name: str = "global_pool"):
+    return keras.layers.GlobalAveragePooling2D(name=name)
+
+
+def conv_bn(filters: int, activation_: str, l2: float, name: str, strides: int = 1) -> list:
+    """3x3 conv (no bias: batch-norm's beta replaces it), batch-norm, activation."""
+    return [
+        conv(filters, None, l2, strides=strides, name=f"{name}_conv"),
+        batch_norm(name=f"{name}_bn"),
+        activation(activation_, name=f"{name}_act"),
+    ]
+
+
+def conv_stage(filters: int, activation_: str, l2: float, name: str) -> list:
+    """Two conv-BN-activation units and a 2x2 max-pool: one resolution stage of a plain CNN."""
+    return [*conv_bn(filters, activation_, l2, f"{name}_a"), *conv_bn(filters, activation_, l2, f"{name}_b"),
+            max_pool(name=f"{name}_pool")]
+
+
+def residual_block(filters: int, *, strides: int, project: bool, activation_: str, l2: float, name: str) -> dict:
+    """The layers of a basic residual block (two 3x3 conv-BN, a shortcut, an add).
+
+    `project` adds a 1x1 conv-BN on the shortcut, needed when the block changes resolution
+    (strides 2) or width. Apply it with `apply_residual`.
+    """
+    block = {
+        "conv_a": conv(filters, None, l2, strides=strides, name=f"{name}_conv_a"),
+        "bn_a": batch_norm(name=f"{name}_bn_a"),
+        "act_a": activation(activation_, name=f"{name}_act_a"),
+        "conv_b": conv(filters, None, l2, name=f"{name}_conv_b"),
+        "bn_b": batch_norm(name=f"{name}_bn_b"),
+        "add": keras.layers.Add(name=f"{name}_add"),
+        "act_out": activation(activation_, name=f"{name}_act_out"),
+    }
+    if project:
+        block["shortcut_conv"] = conv(filters, None, l2, strides=strides, kernel_size=1, name=f"{name}_shortcut_conv")
+        block["shortcut_bn"] = batch_norm(name=f"{name}_shortcut_bn")
+    return block
+
+
+def apply_residual(block: dict, x, training=None):
+    y = block["act_a"](block["bn_a"](block["conv_a"](x), training=training))
+    y = block["bn_b"](block["conv_b"](y), training=training)
+    shortcut = x
+    if "shortcut_conv" in block:
+        shortcut = block["shortcut_bn"](block["shortcut_conv"](x), training=training)
+    return block["act_out"](block["add"]([y, shortcut]))

@@ -7,9 +7,11 @@ validator can use the same error messages before TensorFlow starts.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 
 VARIANTS = ("functional", "subclassed")
+KERAS_PACKAGE = "trainer"  # registered Keras name of a model class: "trainer>resnet"
 
 _REGISTRY: dict[str, type] = {}
 
@@ -22,7 +24,8 @@ def register(name: str):
     """Class decorator: `@register("mlp") class Mlp(Net): ...`.
 
     Rejects duplicates so two modules cannot silently fight over one name, and registers
-    the class with Keras so `.keras` files load back in safe mode.
+    the class with Keras as `trainer>{name}` so `.keras` files load back in safe mode (the
+    registry name is unique, so two model modules can reuse a class name).
     """
 
     def decorator(cls):
@@ -34,12 +37,23 @@ def register(name: str):
             )
         import keras  # deferred: only model modules (which import Keras anyway) call this
 
-        keras.saving.register_keras_serializable(package="trainer", name=cls.__name__)(cls)
+        keras.saving.register_keras_serializable(package=KERAS_PACKAGE, name=name)(cls)
         cls.registry_name = name
         _REGISTRY[name] = cls
         return cls
 
     return decorator
+
+
+def import_model_module(module: str) -> None:
+    """Import the module named by a model YAML's `model.module`, so its `@register` runs."""
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise RegistryError(
+            f"model.module must name an importable Python module (run from the folder that holds it"
+            f" or put that folder on PYTHONPATH); importing it failed with: {err}. Received: model.module={module}"
+        ) from err
 
 
 def names() -> list[str]:

@@ -6,7 +6,7 @@ never looks at the DictConfig again.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainer import checks, loop_config
 from trainer.errors import ConfigError
@@ -32,7 +32,46 @@ def _check_knob(name: str, value):
         return checks.number_above(name, value, 0.0, inclusive=True)
     if name == "activation":
         return checks.one_of(name, value, ACTIVATIONS)
-    return value
+    if name in ("filters", "stages"):
+        return checks.int_at_least(name, value, 1)
+    if name == "widths":
+        widths = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+        if not isinstance(widths, list) or not widths or not all(checks.is_int(w) and w >= 1 for w in widths):
+            raise checks.fail(name, "a list of integers >= 1, one per stage, such as [16,32,64]", value)
+        return widths
+    # A knob of the user's own model: its builder validates it (before the MLflow run starts).
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, ListConfig) else value
+
+
+def _check_knobs_together(knobs: dict) -> None:
+    """Rules that involve more than one knob."""
+    if "widths" in knobs and "stages" in knobs and len(knobs["widths"]) != knobs["stages"]:
+        stages = knobs["stages"]
+        raise ConfigError(
+            f"widths must list one width per stage ({stages} integers >= 1, since stages={stages})."
+            f" Received: widths={knobs['widths']}"
+        )
+
+
+def _check_model_module(module) -> None:
+    """`model.module` names the module that registers a model of the user's own; find it
+    without importing it (that would start TensorFlow) so a typo fails in a second."""
+    import importlib.util
+
+    if module is None:
+        return
+    if not isinstance(module, str) or not all(part.isidentifier() for part in module.split(".")):
+        raise checks.fail("model.module", "null or a dotted Python module name such as my_models.tiny", module)
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise checks.fail(
+            "model.module",
+            "an importable Python module (run from the folder that holds it or put that folder on PYTHONPATH)",
+            module,
+        )
 
 
 def model_knobs(cfg: DictConfig) -> dict:
@@ -51,7 +90,9 @@ def model_knobs(cfg: DictConfig) -> dict:
             f"model '{cfg.model.name}' lists knob {missing[0]} in model.knobs but"
             f" conf/model/{cfg.model.name}.yaml gives it no value. Received: {missing[0]}=null"
         )
-    return {k: _check_knob(k, cfg[k]) for k in declared}
+    knobs = {k: _check_knob(k, cfg[k]) for k in declared}
+    _check_knobs_together(knobs)
+    return knobs
 
 
 def _check_tracking(tracking: DictConfig) -> None:
@@ -83,6 +124,7 @@ def validate(cfg: DictConfig) -> dict:
     checks.one_of("model.variant", cfg.model.variant, ("functional", "subclassed"))
     loop_config.check(cfg)
     checks.number_in("data.validation_fraction", cfg.data.validation_fraction, 0.0, 1.0, low_open=True)
+    _check_model_module(cfg.model.module)
     knobs = model_knobs(cfg)
     _check_tracking(cfg.tracking)
     _check_sweep(cfg.sweep)
