@@ -190,16 +190,18 @@ def run_job(cfg):
     `sweep.metric` to the sweeper (Optuna optimizes it; the sweep summary ranks by it)."""
     import logging
 
-    from models.registry import RegistryError
     from trainer.train import train
 
     try:
         metrics = train(cfg)
-    except (ConfigError, RegistryError) as err:
-        if _full_error():
-            raise
-        fail(str(err))
     except Exception as err:
+        # `models` loads TensorFlow, so it is not imported just to classify an error raised
+        # before it ever was (a tracking server that does not answer, say).
+        registry = sys.modules.get("models.registry")
+        if isinstance(err, ConfigError) or (registry is not None and isinstance(err, registry.RegistryError)):
+            if _full_error():
+                raise
+            fail(str(err))
         # The job's run is already recorded FAILED with its traceback; one broken job of a sweep
         # should not throw away the others (sweep.continue_on_failure=false stops the sweep).
         if not (_multirun() and cfg.sweep.continue_on_failure):
