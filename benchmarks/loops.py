@@ -28,6 +28,8 @@ def run(session) -> dict:
         a, b = alternate(one("custom"), one("fit"), session.sizes.repeats)
         rows.append(compare(name, "steady-state step time", "s", [median(r.steady("step_seconds")) for r in a],
                             [median(r.steady("step_seconds")) for r in b], target=TARGET))
+        rows.append(compare(name, "steady-state step CPU time", "s", [median(r.steady("step_cpu_seconds")) for r in a],
+                            [median(r.steady("step_cpu_seconds")) for r in b]))
         rows.append(compare(name, "steady-state epoch time", "s", [median(r.steady()) for r in a],
                             [median(r.steady()) for r in b]))
     notes = [

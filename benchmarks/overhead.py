@@ -55,6 +55,8 @@ def run(session) -> dict:
     rows = [
         compare(case, "steady-state epoch time", "s", [median(r.steady()) for r in a],
                 [median(r.steady()) for r in b], target=TARGET),
+        compare(case, "steady-state epoch CPU time", "s", [median(r.steady("cpu_seconds")) for r in a],
+                [median(r.steady("cpu_seconds")) for r in b]),
         compare(case, "training step time", "s", [median(r.steady("step_seconds")) for r in a],
                 [median(r.steady("step_seconds")) for r in b]),
         compare(case, "whole-process wall time", "s", [r.wall for r in a], [r.wall for r in b]),

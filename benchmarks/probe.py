@@ -30,49 +30,53 @@ _TARGET = "keras.src.callbacks.callback_list"
 
 
 class Clock:
-    """Wall-clock events of the training loop; `time.time()` so a parent process can compare."""
+    """Events of the training loop: wall clock (`time.time()`, so a parent process can compare)
+    and this process's CPU time (all threads), which a busy shared machine disturbs less."""
 
     def __init__(self):
-        self.events: list[tuple[str, int, float]] = []
+        self.events: list[tuple[str, int, float, float]] = []
         self.first_step_begin: float | None = None
         self.first_step_end: float | None = None
 
     def record(self, kind: str, index: int) -> None:
-        now = time.time()
+        now, cpu = time.time(), time.process_time()
         if kind == "batch_begin" and self.first_step_begin is None:
             self.first_step_begin = now
         if kind == "batch_end" and self.first_step_end is None:
             self.first_step_end = now
-        self.events.append((kind, int(index), now))
+        self.events.append((kind, int(index), now, cpu))
 
     def epochs(self) -> list[dict]:
         """One dict per epoch of the last training call: begin, end of its last training step,
         end (after every epoch-end callback), training steps and each step's duration (batch
         begin to batch end), and `seconds` = time since the previous epoch ended (since this one
-        began, for the first)."""
+        began, for the first); `cpu_seconds` and `train_cpu_seconds` are the same spans in CPU time."""
         out: list[dict] = []
         current, step_begin = None, 0.0
-        for kind, index, t in self.events:
+        for kind, index, t, cpu in self.events:
             if kind == "train_begin":
                 out, current = [], None
             elif kind == "epoch_begin":
                 current = {"epoch": index, "begin": t, "train_end": None, "end": None, "steps": 0,
-                           "step_durations": []}
+                           "step_durations": [], "cpu_begin": cpu, "cpu_train_end": cpu}
             elif kind == "batch_begin":
                 step_begin = t
             elif kind == "batch_end" and current is not None:
-                current["train_end"], current["steps"] = t, index + 1
+                current["train_end"], current["steps"], current["cpu_train_end"] = t, index + 1, cpu
                 current["step_durations"].append(t - step_begin)
             elif kind == "epoch_end" and current is not None:
-                current["end"] = t
-                previous_end = out[-1]["end"] if out else current["begin"]
-                current["seconds"] = t - previous_end
+                current["end"], current["cpu_end"] = t, cpu
+                previous = out[-1] if out else {"end": current["begin"], "cpu_end": current["cpu_begin"]}
+                current["seconds"] = t - previous["end"]
+                current["cpu_seconds"] = cpu - previous["cpu_end"]
                 out.append(current)
                 current = None
         for epoch in out:
             train_end = epoch["train_end"] or epoch["begin"]
             epoch["train_seconds"] = train_end - epoch["begin"]
             epoch["step_seconds"] = epoch["train_seconds"] / epoch["steps"] if epoch["steps"] else None
+            epoch["train_cpu_seconds"] = epoch["cpu_train_end"] - epoch["cpu_begin"]
+            epoch["step_cpu_seconds"] = epoch["train_cpu_seconds"] / epoch["steps"] if epoch["steps"] else None
         return out
 
 

@@ -40,7 +40,7 @@ class Sizes:
     reject_repeats: int
 
 
-QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, cli_epochs=2, accuracy_epochs=1, models=("mlp",),
+QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, cli_epochs=2, accuracy_epochs=2, models=("mlp",),
               cifar_examples=128, compute_batch=128, compute_width=64, compute_epochs=2, matmul_size=256,
               reject_repeats=1)
 FULL = Sizes(repeats=3, process_repeats=5, epochs=5, cli_epochs=20, accuracy_epochs=20, models=None,

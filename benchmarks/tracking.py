@@ -38,6 +38,8 @@ def run(session) -> dict:
     rows = [
         compare(case, "steady-state epoch time", "s", [median(r.steady()) for r in a],
                 [median(r.steady()) for r in b], target=TARGET),
+        compare(case, "steady-state epoch CPU time", "s", [median(r.steady("cpu_seconds")) for r in a],
+                [median(r.steady("cpu_seconds")) for r in b]),
         compare(case, "time after the last epoch", "s", [r.after_last_epoch for r in a],
                 [r.after_last_epoch for r in b]),
         compare(case, "whole `train(cfg)` call", "s", [r.wall for r in a], [r.wall for r in b]),

@@ -51,14 +51,13 @@ def _model_rows(session, name: str) -> list[dict]:
             r = session.train(f"model={name}", f"model.variant={variant}", f"epochs={s.accuracy_epochs}",
                               *session.untracked())
             say(f"  variants {name} {variant} {i + 1}: step {median(r.steady('step_seconds')) * 1000:.2f} ms,"
-                f" test accuracy {r.metrics.get('test_accuracy', float('nan')):.4f}")
+                f" test accuracy {r.metrics['test_accuracy']:.4f}")
             return r
         return go
 
     tf_runs, tc_runs = alternate(training("functional"), training("subclassed"), s.repeats)
-    step = lambda runs: [median(r.steady("step_seconds")) if len(r.epochs) > 1 else r.epochs[0]["step_seconds"]
-                         for r in runs]
-    accuracy = lambda runs: [r.metrics.get("test_accuracy") for r in runs]
+    step = lambda runs: [median(r.steady("step_seconds")) for r in runs]
+    accuracy = lambda runs: [r.metrics["test_accuracy"] for r in runs]
     return [
         compare(name, "training step time", "s", step(tc_runs), step(tf_runs)),
         compare(name, f"test accuracy after {s.accuracy_epochs} epochs", "accuracy", accuracy(tc_runs),

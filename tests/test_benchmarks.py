@@ -80,11 +80,12 @@ def test_clock_turns_callback_events_into_epochs():
               ("batch_begin", 1, 3.0), ("batch_end", 1, 4.0), ("epoch_end", 0, 5.0), ("epoch_begin", 1, 5.0),
               ("batch_begin", 0, 5.5), ("batch_end", 0, 6.0), ("batch_begin", 1, 6.0), ("batch_end", 1, 6.5),
               ("epoch_end", 1, 7.0)]
-    clock.events = events
+    clock.events = [(kind, index, t, t / 2) for kind, index, t in events]  # CPU time runs at half speed
     first, second = clock.epochs()
     assert (first["seconds"], first["train_seconds"], first["steps"], first["step_durations"]) == (4.0, 3.0, 2,
                                                                                                  [2.0, 1.0])
     assert (second["seconds"], second["train_seconds"], second["step_seconds"]) == (2.0, 1.5, 0.75)
+    assert (second["cpu_seconds"], second["train_cpu_seconds"], second["step_cpu_seconds"]) == (1.0, 0.75, 0.375)
 
 
 def test_flops_are_counted_from_the_layers():
