@@ -81,6 +81,20 @@ def _compose_error(err: Exception, overrides: list[str]) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _check_syntax(overrides: list[str]) -> None:
+    """Hydra's parse errors quote grammar tokens; name the override and how to quote it instead."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except Exception:
+            key = override.partition("=")[0].lstrip("+~") or override
+            fail(f"{key} could not be read as key=value (quote a value that holds special characters:"
+                 f" key='a b,c'; see https://hydra.cc/docs/advanced/override_grammar/basic/). Received: {override}")
+
+
 def _reject_instantiation(overrides: list[str]) -> None:
     """Hydra instantiates any `_target_` it meets (hydra.callbacks, launchers, sweepers), so one typed on
     the command line would run arbitrary Python. Objects come only from the project's registries."""
@@ -144,6 +158,7 @@ def preflight(argv: list[str] | None = None) -> None:
 
     from trainer.config import validate
 
+    _check_syntax(overrides)
     _reject_instantiation(overrides)
     extra = []
     config_dir = options.get("--config-dir") or options.get("-cd")
