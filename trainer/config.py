@@ -116,6 +116,21 @@ def _check_sweep(sweep: DictConfig) -> None:
     checks.boolean("sweep.continue_on_failure", sweep.continue_on_failure)
 
 
+def _check_contradictions(cfg: DictConfig) -> None:
+    """Settings that are each valid but cannot hold together; caught here rather than after a
+    TensorFlow start-up (Keras rejects both clips only when it builds the optimizer)."""
+    if cfg.tracking.register_as is not None and not cfg.tracking.enabled:
+        raise ConfigError(
+            "tracking.register_as needs tracking.enabled=true: an untracked run logs no model to register."
+            f" Received: tracking.register_as={cfg.tracking.register_as}, tracking.enabled=false"
+        )
+    if cfg.optimizer.get("clipnorm") is not None and cfg.optimizer.get("clipvalue") is not None:
+        raise ConfigError(
+            "optimizer.clipnorm and optimizer.clipvalue cannot both be set (Keras clips one way); keep one."
+            f" Received: optimizer.clipnorm={cfg.optimizer.clipnorm}, optimizer.clipvalue={cfg.optimizer.clipvalue}"
+        )
+
+
 def validate(cfg: DictConfig) -> dict:
     """Check the whole config; return it as plain containers with `model.knobs` as a dict."""
     checks.int_at_least("epochs", cfg.epochs, 1)
@@ -128,6 +143,7 @@ def validate(cfg: DictConfig) -> dict:
     knobs = model_knobs(cfg)
     _check_tracking(cfg.tracking)
     _check_sweep(cfg.sweep)
+    _check_contradictions(cfg)
 
     # The hydra node (present when a test composes with return_hydra_config) is Hydra's own.
     plain = {
