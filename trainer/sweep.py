@@ -21,7 +21,7 @@ import signal
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import provenance, store
+from trainer import provenance, signals, store
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class MlflowSweep(Callback):
 
 
 def _sigterm_to_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+    raise signals.Terminated(f"received signal {signal.Signals(signum).name}")
 
 
 def _children(client, parent_run_id: str) -> list[dict]:
