@@ -8,6 +8,7 @@ A `Tracker` owns one MLflow run from creation to its final status; `EpochLogger`
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 import traceback
@@ -94,6 +95,16 @@ class EpochLogger(keras.callbacks.Callback):
         if self.examples_per_epoch:
             metrics["examples_per_second"] = self.examples_per_epoch / seconds
         self.tracker.log_metrics(metrics, step=epoch)
+        to_log_file(f"epoch {epoch + 1}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+
+def to_log_file(message: str) -> None:
+    """Write a line to the run's log file (Hydra's `trainer.log`) but not the console, which
+    already shows Keras's own progress line for the epoch."""
+    record = logging.LogRecord("trainer", logging.INFO, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 class StepLogger(keras.callbacks.Callback):
