@@ -7,6 +7,7 @@ for a TensorFlow start-up. Set HYDRA_FULL_ERROR=1 to see tracebacks instead.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import sys
@@ -200,6 +201,24 @@ def _multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+# A full disk, a quota, a file-size limit, a read-only mount, missing permissions.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _storage_error(err: BaseException) -> str | None:
+    """One line for a write that the disk refused, found anywhere in the exception's chain
+    (MLflow and Keras wrap the OSError they hit)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
+            where = f" {err.filename}" if err.filename else ""
+            return (f"could not write{where}: {err.strerror or err}. The run is recorded FAILED and the last"
+                    " checkpoint is kept: free space or fix permissions, then rerun the same command to resume")
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def run_job(cfg):
     """The Hydra task function's body: train, turn bad input into one line, and return
     `sweep.metric` to the sweeper (Optuna optimizes it; the sweep summary ranks by it)."""
@@ -217,6 +236,9 @@ def run_job(cfg):
             if _full_error():
                 raise
             fail(str(err))
+        storage = _storage_error(err)
+        if storage and not (_multirun() and cfg.sweep.continue_on_failure) and not _full_error():
+            fail(storage, code=1)
         # The job's run is already recorded FAILED with its traceback; one broken job of a sweep
         # should not throw away the others (sweep.continue_on_failure=false stops the sweep).
         if not (_multirun() and cfg.sweep.continue_on_failure):

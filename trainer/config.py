@@ -6,6 +6,8 @@ never looks at the DictConfig again.
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainer import checks, loop_config
@@ -116,6 +118,18 @@ def _check_sweep(sweep: DictConfig) -> None:
     checks.boolean("sweep.continue_on_failure", sweep.continue_on_failure)
 
 
+def _check_writable(key: str, path) -> None:
+    """A folder the run will write to must be writable (or creatable) now, not after a TensorFlow
+    start-up and an hour of training. `access` also sees a read-only mount, even for root."""
+    if path is None or "://" in str(path):
+        return
+    existing = os.path.abspath(str(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise checks.fail(key, f"a folder this user can write to ({existing} is not writable)", path)
+
+
 def _check_contradictions(cfg: DictConfig) -> None:
     """Settings that are each valid but cannot hold together; caught here rather than after a
     TensorFlow start-up (Keras rejects both clips only when it builds the optimizer)."""
@@ -165,6 +179,8 @@ def validate(cfg: DictConfig) -> dict:
     _check_tracking(cfg.tracking)
     _check_sweep(cfg.sweep)
     _check_contradictions(cfg)
+    if cfg.tracking.enabled:
+        _check_writable("tracking.artifact_location", cfg.tracking.artifact_location)
 
     # The hydra node (present when a test composes with return_hydra_config) is Hydra's own.
     plain = {
