@@ -51,7 +51,7 @@ def test_multirun_runs_one_job_per_value(cli, tmp_path):
         (["model=dynamic", "depth=-2"], "depth must be an integer >= 1. Received: depth=-2"),
         (["model=dynamic", "depth=abc"], "depth must be an integer >= 1. Received: depth=abc"),
         (["model=mlp", "depth=5"], "depth is not a knob of model 'mlp'; its knobs are: width, activation, l2"),
-        (["data=nope"], "data must be one of digits. Received: data=nope"),
+        (["data=nope"], "data must be one of cifar10, digits, fashion_mnist, image_folder, mnist, tfds. Received: data=nope"),
         (["-m", "model=dynamic", "depth=1,0"], "depth must be an integer >= 1. Received: depth=0"),
         (["colour=red"], "colour is not a config key"),
     ],

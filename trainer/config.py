@@ -11,6 +11,7 @@ import os
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainer import checks, loop_config
+from trainer.data import settings as data_settings
 from trainer.errors import ConfigError
 
 # Top-level scalars that belong to the run rather than to the model.
@@ -173,7 +174,7 @@ def validate(cfg: DictConfig) -> dict:
     checks.int_at_least("seed", cfg.seed, 0)
     checks.one_of("model.variant", cfg.model.variant, ("functional", "subclassed"))
     loop_config.check(cfg)
-    checks.number_in("data.validation_fraction", cfg.data.validation_fraction, 0.0, 1.0, low_open=True)
+    data_settings.check(cfg.data)
     _check_model_module(cfg.model.module)
     knobs = model_knobs(cfg)
     _check_tracking(cfg.tracking)

@@ -70,15 +70,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
     if model_cfg["module"]:
         models.import_model_module(model_cfg["module"])  # a model of the user's own: runs its @register
 
-    data = data_lib.load(
-        name=data_cfg["name"],
-        data_dir=data_cfg["data_dir"],
-        train_split=data_cfg["train_split"],
-        test_split=data_cfg["test_split"],
-        validation_fraction=data_cfg["validation_fraction"],
-        batch_size=settings["batch_size"],
-        seed=settings["seed"],
-    )
+    data = data_lib.load(**data_cfg, batch_size=settings["batch_size"], seed=settings["seed"])
     with strategy.scope():  # variables created here are mirrored over the strategy's replicas
         model = models.build(
             model_cfg["name"],
@@ -97,6 +89,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
     params = {k: v for k, v in settings.items() if k not in ("tracking", "paths", "sweep")}
     tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=settings["loop"]["name"],
                                dataset=data.name, root=settings["paths"]["root_dir"])
+    tags.update(data_lib.run_tags(data))
     tags.update(provenance.sweep_tags(_job_num()))
     with signals.sigterm_raises():
         run_id = tracker.start(params=params, tags=tags, run_name=provenance.child_run_name(overrides, _job_num()), resume_run_id=checkpoint.run_id)
@@ -112,6 +105,7 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
     and every metric logged before a failure is kept."""
     from trainer import artifacts, export, tracking
     from trainer import callbacks as callbacks_lib
+    from trainer import data as data_lib
     from trainer import compile as compile_
     from trainer import distribute, loops
 
@@ -122,6 +116,7 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
     if tracking_cfg["log_every_n_steps"]:
         callbacks.append(tracking.StepLogger(tracker, tracking_cfg["log_every_n_steps"]))
     try:
+        data_lib.log_input(tracker, data)
         tracker.log_text(resolved_yaml, "config.yaml")
         tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
         tracker.log_text(export.summary_text(model), "model_summary.txt")

@@ -29,6 +29,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     """scikit-learn's copy of the UCI optical recognition of handwritten digits test set."""
 
     VERSION = tfds.core.Version("1.0.0")
+    OFFLINE = True  # generated from scikit-learn's bundled copy: preparing it needs no network
     RELEASE_NOTES = {"1.0.0": "Stratified 80/20 train/test split with a fixed seed."}
 
     def _info(self) -> tfds.core.DatasetInfo:

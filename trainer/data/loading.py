@@ -1,11 +1,15 @@
-"""Load a TFDS image-classification dataset into train/validation/test tf.data pipelines."""
+"""`load(...)`: a dataset source (TFDS or an image folder) turned into train/validation/test
+batches plus everything the model and the tracker need to know about them."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
+
+from trainer.data import pipeline
+from trainer.data.source import SPLITS, Source
+from trainer.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -19,50 +23,56 @@ class Dataset:
     input_shape: tuple
     num_classes: int
     class_names: list
-    split_sizes: dict
+    split_sizes: dict         # {"train": n, "validation": n, "test": n}
+    split_specs: dict         # how each split was chosen, e.g. {"train": "train[:90%]", ...}
     version: str
-    data_dir: str
+    data_dir: str             # the TFDS data dir the dataset is prepared in, or the image folder
+    source: str               # "tfds" | "image_folder"
+    digest: str
+    source_data: Source = dataclasses.field(repr=False)
+    pipeline_settings: dict = dataclasses.field(repr=False)
+
+    def batched(self, split: str, batch_size: int, *, drop_remainder: bool = False) -> tf.data.Dataset:
+        """The same pipeline at another batch size (e.g. a global batch for a distribution strategy)."""
+        return pipeline.batches(
+            self.source_data.examples[split], batch_size=batch_size, training=split == "train",
+            size=self.split_sizes[split], drop_remainder=drop_remainder, **self.pipeline_settings,
+        )
+
+    def examples(self, split: str) -> tf.data.Dataset:
+        """Unbatched, undecorated (uint8 image, int64 label) examples of one split."""
+        return self.source_data.examples[split]
 
 
-def _splits(train_split: str, test_split: str, validation_fraction: float) -> list[str]:
-    # Validation is carved off the end of the training split by TFDS slicing, so the
-    # examples it holds are fixed by the split names alone.
-    keep = round((1.0 - validation_fraction) * 100)
-    return [f"{train_split}[:{keep}%]", f"{train_split}[{keep}%:]", test_split]
+def _open(source: str, args: dict) -> Source:
+    if source == "tfds":
+        from trainer.data import tfds_source
+
+        return tfds_source.open_source(**args)
+    if source == "image_folder":
+        from trainer.data import image_folder
+
+        return image_folder.open_source(**args)
+    raise ConfigError(f"data.source must be one of tfds, image_folder. Received: data.source={source}")
 
 
-def _normalize(images, labels):
-    return tf.cast(images, tf.float32) / 255.0, labels
-
-
-def _pipeline(ds: tf.data.Dataset, batch_size: int, *, shuffle: bool, seed: int) -> tf.data.Dataset:
-    # Raw uint8 examples are small, so cache them before shuffling; normalize after batching
-    # (one vectorized op per batch instead of one per example), then prefetch.
-    ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(_normalize, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def load(*, name: str, data_dir, train_split: str, test_split: str, validation_fraction: float,
-         batch_size: int, seed: int) -> Dataset:
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare()
-    splits = _splits(train_split, test_split, validation_fraction)
-    train, validation, test = builder.as_dataset(split=splits, as_supervised=True, shuffle_files=False)
-    info = builder.info
-    image = info.features["image"]
-    label = info.features["label"]
-    return Dataset(
-        name=name,
-        train=_pipeline(train, batch_size, shuffle=True, seed=seed),
-        validation=_pipeline(validation, batch_size, shuffle=False, seed=seed),
-        test=_pipeline(test, batch_size, shuffle=False, seed=seed),
-        input_shape=tuple(image.shape),
-        num_classes=label.num_classes,
-        class_names=list(label.names),
-        split_sizes={s: int(info.splits[s].num_examples) for s in splits},
-        version=str(info.version),
-        data_dir=str(builder.data_dir),
+def load(*, source: str, batch_size: int, seed: int, cache, shuffle_buffer: int, augment: dict,
+         **source_args) -> Dataset:
+    """Keyword arguments are the `data` config section plus the run's batch size and seed."""
+    opened = _open(source, source_args)
+    settings = {
+        "seed": seed,
+        "cache": pipeline.should_cache(cache, examples=sum(opened.split_sizes.values()),
+                                       input_shape=opened.input_shape),
+        "shuffle_buffer": shuffle_buffer,
+        "augment": dict(augment),
+    }
+    dataset = Dataset(
+        name=opened.name, train=None, validation=None, test=None, input_shape=tuple(opened.input_shape),
+        num_classes=opened.num_classes, class_names=list(opened.class_names), split_sizes=dict(opened.split_sizes),
+        split_specs=dict(opened.split_specs), version=opened.version, data_dir=opened.location,
+        source=opened.kind, digest=opened.digest, source_data=opened, pipeline_settings=settings,
     )
+    for split in SPLITS:
+        setattr(dataset, split, dataset.batched(split, batch_size))
+    return dataset
