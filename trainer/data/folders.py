@@ -20,7 +20,8 @@ def class_files(path) -> dict[str, list[str]]:
     the order the file system lists them in."""
     key = "data.path"
     if path is None or str(path).strip() == "":
-        raise ConfigError(f"{key} must be a folder with one sub-folder of images per class. Received: {key}={path}")
+        shown = "null" if path is None else path
+        raise ConfigError(f"{key} must be a folder with one sub-folder of images per class. Received: {key}={shown}")
     root = os.path.abspath(os.path.expanduser(str(path)))
     if not os.path.isdir(root):
         what = "is not a folder" if os.path.exists(root) else "does not exist"

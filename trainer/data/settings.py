@@ -11,6 +11,10 @@ from trainer.data import folders
 SOURCES = ("tfds", "image_folder")
 
 
+def _shown(value):
+    return "null" if value is None else value  # as it is written on the command line
+
+
 def _optional_text(key: str, value) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise checks.fail(key, "a non-empty string or null", value)
@@ -39,7 +43,7 @@ def check(data) -> None:
     _pipeline(data)
     if data.source == "tfds":
         if not isinstance(data.name, str) or not data.name.strip():
-            raise checks.fail("data.name", "a TFDS dataset name (data=tfds data.name=mnist)", data.name)
+            raise checks.fail("data.name", "a TFDS dataset name (data=tfds data.name=mnist)", _shown(data.name))
         checks.boolean("data.download", data.download)
         _optional_text("data.data_dir", data.data_dir)
         if not isinstance(data.train_split, str) or not data.train_split.strip():

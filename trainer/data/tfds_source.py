@@ -34,7 +34,8 @@ def _check_known(name: str) -> None:
 def _builder(name: str, data_dir):
     try:
         return tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as err:
+    except (tfds.core.registered.DatasetNotFoundError, AssertionError, ValueError) as err:
+        # An unknown config (imagenette/nope) or version (mnist:9.9.9): TFDS's first line names what exists.
         first = str(err).strip().splitlines()[0]
         raise ConfigError(f"data.name must name an existing TFDS dataset, config and version ({first})."
                           f" Received: data.name={name}") from err
