@@ -65,14 +65,18 @@ def test_grid_sweep_is_a_parent_with_tagged_children_and_survives_a_failing_job(
     assert "best overrides: depth=1" in Path(client.download_artifacts(parent.info.run_id, "sweep_summary.md")).read_text()
 
 
-def test_optuna_search_runs_its_trials_as_children(cli, tmp_path):
-    result = cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "epochs=1")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_optuna_search_runs_its_trials_as_children_and_survives_a_failing_trial(cli, tmp_path):
+    result = cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "epochs=1",
+                 extra_env=_fail_after_epoch(0, when="job=0"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 job(s) of the sweep did not finish: #0" in result.stderr
 
     client, parent, children = _family(tmp_path)
-    assert parent.data.tags["sweep.sweeper"] == "OptunaSweeper" and len(children) == 2
+    assert parent.data.tags["sweep.sweeper"] == "OptunaSweeper" and len(children) == 3
+    statuses = {c.data.tags["sweep.job"]: c.info.status for c in children.values()}
+    assert statuses == {"0": "FAILED", "1": "FINISHED", "2": "FINISHED"}
+    children = {name: c for name, c in children.items() if c.info.status == "FINISHED"}
     for child in children.values():
-        assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         # The trial's sampled values are its params and its name.
         for key in ("optimizer.learning_rate", "batch_size"):

@@ -219,6 +219,12 @@ def _storage_error(err: BaseException) -> str | None:
     return None
 
 
+def _basic_sweeper() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().sweeper._target_.endswith(".BasicSweeper")
+
+
 def run_job(cfg):
     """The Hydra task function's body: train, turn bad input into one line, and return
     `sweep.metric` to the sweeper (Optuna optimizes it; the sweep summary ranks by it)."""
@@ -240,14 +246,19 @@ def run_job(cfg):
         if storage and not (_multirun() and cfg.sweep.continue_on_failure) and not _full_error():
             fail(storage, code=1)
         # The job's run is already recorded FAILED with its traceback; one broken job of a sweep
-        # should not throw away the others (sweep.continue_on_failure=false stops the sweep).
-        if not (_multirun() and cfg.sweep.continue_on_failure):
+        # should not throw away the others unless sweep.continue_on_failure=false says so.
+        if not _multirun():
             raise
+        if not cfg.sweep.continue_on_failure:
+            fail(f"a job failed ({type(err).__name__}: {err}) and sweep.continue_on_failure=false stops the sweep;"
+                 " its MLflow run holds the traceback", code=1)
         logging.getLogger("trainer").error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
         from trainer import sweep
 
         sweep.mark_failed(err)  # the sweep's summary counts it, even when it failed before its run existed
-        return float("nan")
+        if _basic_sweeper():
+            return float("nan")  # Hydra's grid sweeper would stop at the first job that raises
+        raise  # Optuna records the trial as failed and goes on (hydra.sweeper.max_failure_rate)
     if cfg.sweep.metric not in metrics:
         if _multirun():
             fail(f"sweep.metric must be one of the metrics the run reports: {', '.join(sorted(metrics))}."

@@ -3,7 +3,7 @@
 failing job are tested through the real command line.
 
 TRAINER_TEST_FAIL_AFTER_EPOCH=N  raise after epoch N's metrics were logged
-TRAINER_TEST_FAIL_WHEN=depth=2   ...only in the job whose overrides contain this one
+TRAINER_TEST_FAIL_WHEN=depth=2   ...only in the job whose overrides contain this one (job=0: the first job)
 """
 
 import importlib.abc
@@ -45,10 +45,15 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _in_job_overrides(override: str) -> bool:
+def _in_job_overrides(when: str) -> bool:
+    """`depth=2`: the job with that override; `job=0`: the sweep's first job."""
     from hydra.core.hydra_config import HydraConfig
 
-    return HydraConfig.initialized() and override in HydraConfig.get().overrides.task
+    if not HydraConfig.initialized():
+        return False
+    if when.startswith("job="):
+        return str(HydraConfig.get().job.num) == when[len("job="):]
+    return when in HydraConfig.get().overrides.task
 
 
 if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH"):
