@@ -63,19 +63,13 @@ def global_pool(name: str = "global_pool"):
     return keras.layers.GlobalAveragePooling2D(name=name)
 
 
-def conv_bn(filters: int, activation_: str, l2: float, name: str, strides: int = 1) -> list:
-    """3x3 conv (no bias: batch-norm's beta replaces it), batch-norm, activation."""
-    return [
-        conv(filters, None, l2, strides=strides, name=f"{name}_conv"),
-        batch_norm(name=f"{name}_bn"),
-        activation(activation_, name=f"{name}_act"),
-    ]
-
-
 def conv_stage(filters: int, activation_: str, l2: float, name: str) -> list:
-    """Two conv-BN-activation units and a 2x2 max-pool: one resolution stage of a plain CNN."""
-    return [*conv_bn(filters, activation_, l2, f"{name}_a"), *conv_bn(filters, activation_, l2, f"{name}_b"),
-            max_pool(name=f"{name}_pool")]
+    """Two 3x3 convolutions and a 2x2 max-pool: one resolution stage of a plain CNN."""
+    return [
+        conv(filters, activation_, l2, name=f"{name}_conv_a"),
+        conv(filters, activation_, l2, name=f"{name}_conv_b"),
+        max_pool(name=f"{name}_pool"),
+    ]
 
 
 def residual_block(filters: int, *, strides: int, project: bool, activation_: str, l2: float, name: str) -> dict:

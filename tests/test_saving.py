@@ -41,6 +41,7 @@ FRESH_PROCESS = textwrap.dedent(
             "input_example": np.asarray(pyfunc.input_example).tolist(),
             "signature": pyfunc.metadata.signature.to_dict(),
             "imported_after_pyfunc": ours(),
+            "unwrapped": type(pyfunc.unwrap_python_model().model).__name__,
         }
         if "models" in sys.modules:
             report[key]["models_file"] = sys.modules["models"].__file__
@@ -121,6 +122,8 @@ def test_logged_model_serves_raw_pixels_in_a_fresh_process(saved, key):
     entry = report[key]
     np.testing.assert_allclose(np.array(entry["pyfunc"]), expected[key], atol=1e-6, rtol=0)
     assert np.array(entry["input_example"]).tolist() == raw.tolist()
+    name, variant = key.split("/")
+    assert entry["unwrapped"] == (models.get(name).__name__ if variant == "subclassed" else "Functional")
     signature = entry["signature"]
     assert json.loads(signature["inputs"]) == [{"type": "tensor", "tensor-spec": {"dtype": "uint8",
                                                                                   "shape": [-1, *INPUT_SHAPE]}}]
@@ -132,8 +135,7 @@ def test_pyfunc_needs_none_of_our_code_for_functional_and_ships_it_for_subclasse
     report, _, _ = saved
     functional = [k for k in KEYS if k.endswith("/functional")]
     subclassed = [k for k in KEYS if k.endswith("/subclassed")]
-    # Fresh-process order: all functional-looking and subclassed entries interleave by name, so
-    # check the first entry, loaded before anything else could have imported `models`.
+    # The first entry is a functional model, loaded before any subclassed one could import `models`.
     assert report[KEYS[0]]["imported_after_pyfunc"] == [] and KEYS[0] in functional
     for key in subclassed:
         # The subclassed classes come from the copy shipped in the logged model's code/ folder.
