@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import re
+
 import tensorflow as tf
 
+from trainer.errors import ConfigError
 from trainer.loop_config import check_batch_divides
+
+
+def _split_cpu(devices: list[str]) -> None:
+    """`strategy.devices=[/cpu:0,/cpu:1]` on a machine with one CPU device: split it into logical
+    CPUs, so data parallelism can be run (and tested) without GPUs. Possible only before
+    TensorFlow's runtime starts, which is why `train` builds the strategy first."""
+    wanted = 1 + max((int(m.group(1)) for d in devices if (m := re.search(r"cpu:(\d+)", d, re.I))), default=0)
+    (cpu, *_) = tf.config.list_physical_devices("CPU")
+    configured = tf.config.get_logical_device_configuration(cpu)
+    if wanted <= max(1, len(configured or [])):
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * wanted)
+    except RuntimeError:
+        raise ConfigError(
+            f"strategy.devices asks for {wanted} CPU devices, but this process has {max(1, len(configured or []))} and"
+            " TensorFlow is already running (logical CPUs must be made before). Received:"
+            f" strategy.devices={devices}"
+        ) from None
 
 
 def build(strategy: dict, *, batch_size: int) -> tf.distribute.Strategy:
@@ -12,6 +34,8 @@ def build(strategy: dict, *, batch_size: int) -> tf.distribute.Strategy:
     if name == "default":
         built = tf.distribute.get_strategy()
     elif name == "mirrored":
+        if strategy["devices"]:
+            _split_cpu(strategy["devices"])
         built = tf.distribute.MirroredStrategy(devices=strategy["devices"])
     elif name == "multi_worker":
         # Reads TF_CONFIG; blocks until every worker of the cluster has started.

@@ -11,9 +11,15 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public alias
 
 
-def configure(*, seed: int, deterministic: bool, precision: str) -> None:
-    # Seeds Python, NumPy, TensorFlow and Keras's global SeedGenerator together.
+def reseed(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras together. `train` calls it again right before it
+    builds the model: preparing a dataset the first time draws Python random numbers (TFDS), which
+    would otherwise give the first run of a process other initial weights than the next run."""
     keras.utils.set_random_seed(seed)
+
+
+def configure(*, seed: int, deterministic: bool, precision: str) -> None:
+    reseed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     else:

@@ -71,6 +71,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
         models.import_model_module(model_cfg["module"])  # a model of the user's own: runs its @register
 
     data = data_lib.load(**data_cfg, batch_size=settings["batch_size"], seed=settings["seed"])
+    runtime.reseed(settings["seed"])
     with strategy.scope():  # variables created here are mirrored over the strategy's replicas
         model = models.build(
             model_cfg["name"],
@@ -115,6 +116,8 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
     callbacks = [tracking.EpochLogger(tracker, examples_per_epoch=train_examples)]
     if tracking_cfg["log_every_n_steps"]:
         callbacks.append(tracking.StepLogger(tracker, tracking_cfg["log_every_n_steps"]))
+    if checkpoint.enabled:
+        callbacks.append(callbacks_lib.FlushTracker(tracker))
     try:
         data_lib.log_input(tracker, data)
         tracker.log_text(resolved_yaml, "config.yaml")
