@@ -27,6 +27,8 @@ def main() -> None:
         _hydra_main()
     except signals.Terminated as err:  # the run is already recorded KILLED
         cli.fail(f"stopped: {err}; the MLflow run is recorded KILLED", code=128 + signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl-C: the same ending, not a traceback from wherever Python was
+        cli.fail("stopped: interrupted (Ctrl-C); the MLflow run is recorded KILLED", code=128 + signal.SIGINT)
     if sweep.failed_jobs:  # every job ran; say so in the exit code when some did not finish
         cli.fail(f"{len(sweep.failed_jobs)} job(s) of the sweep did not finish: {', '.join(sweep.failed_jobs)}"
                  " (each is recorded in MLflow with its traceback)", code=1)
