@@ -162,6 +162,10 @@ def test_logged_model_keeps_the_keras_file_and_no_pickle(tmp_path):
     requirements = (tmp_path / "dl" / "requirements.txt").read_text().split()
     assert {r.split("==")[0] for r in requirements} == {"tensorflow", "keras", "mlflow", "numpy"}
     assert client.get_run(run.info.run_id).info.status == "RUNNING"  # logging does not end the run
+    # The keras flavor reads the same file: the Keras model back, weights and all.
+    keras_model = mlflow.keras.load_model(model_uri)
+    assert type(keras_model) is type(model)
+    assert all(np.array_equal(a, b) for a, b in zip(keras_model.get_weights(), model.get_weights(), strict=True))
     logged = mlflow.get_logged_model(model_uri.split("/")[-1])
     assert (logged.source_run_id, logged.experiment_id, str(logged.status)) == \
         (run.info.run_id, run.info.experiment_id, "READY")

@@ -4,7 +4,8 @@ and render `model.summary()` for the run's artifacts.
 The logged model holds the Keras `.keras` file (`artifacts/model.keras`), the code that serves
 it (trainer/pyfunc_model.py, "models from code", so nothing is pickled and Keras keeps safe
 mode), the modules that define any of its non-Keras classes (`code/`), a tensor signature, a
-raw-pixel input example and pinned requirements. Its `predict` takes raw uint8 pixels.
+raw-pixel input example and pinned requirements. Its `predict` takes raw uint8 pixels;
+`mlflow.keras.load_model` also works on it and returns the Keras model.
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ def _code_path(module: str) -> str:
     return str(path.parent if path.name == "__init__.py" else path)
 
 
+class _PyfuncAndKeras:
+    """A flavor for `Model.log`: mlflow.pyfunc's model, plus a `keras` flavor that points at the
+    same `.keras` file, so `mlflow.keras.load_model(uri)` returns the Keras model too (the
+    layout mlflow.keras 3.17 reads: `data` is the file's path without `.keras`)."""
+
+    __name__ = "mlflow.pyfunc"
+
+    @staticmethod
+    def save_model(path, mlflow_model, **kwargs):
+        mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        mlflow_model.add_flavor("keras", data="artifacts/model", keras_version=keras.__version__,
+                                keras_backend=keras.backend.backend(), save_exported_model=False)
+        mlflow_model.save(os.path.join(path, "MLmodel"))
+
+
 def log_model(run_id: str, model: keras.Model, example_batch) -> str:
     """Log `model` to run `run_id` as its LoggedModel "model"; returns the model URI.
 
@@ -80,7 +96,7 @@ def log_model(run_id: str, model: keras.Model, example_batch) -> str:
         mlflow.models.Model.log(
             artifact_path=None,
             name="model",
-            flavor=mlflow.pyfunc,
+            flavor=_PyfuncAndKeras,
             run_id=run_id,
             model_id=logged.model_id,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
