@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from trainer import provenance, signals, store
+from trainer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class MlflowSweep(Callback):
         self.sweep_id: str | None = None
         self.uri: str | None = None
         self.keys = ""
+        self._restore_sigterm = False
 
     # -- main process -------------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -76,7 +78,12 @@ class MlflowSweep(Callback):
         from mlflow.tracking import MlflowClient
 
         self.uri = config.tracking.uri
-        store.prepare_store(self.uri)
+        try:
+            store.prepare_store(self.uri)
+        except ConfigError as err:  # a server that does not answer: one line, before any job starts
+            from trainer.cli import fail
+
+            fail(str(err))
         client = MlflowClient(self.uri)
         # Creating the experiment here, before any job starts, means parallel jobs never race to create it.
         experiment = store.experiment_id(client, config.tracking.experiment, config.tracking.artifact_location)
@@ -105,6 +112,7 @@ class MlflowSweep(Callback):
         atexit.register(self._end_interrupted)
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+            self._restore_sigterm = True
         log.info("sweep %s: MLflow parent run %s", self.sweep_id, self.parent_run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -142,6 +150,9 @@ class MlflowSweep(Callback):
         os.environ[provenance.SWEPT_KEYS_ENV] = self.keys
 
     def _clear(self) -> None:
+        if self._restore_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._restore_sigterm = False
         os.environ.pop(provenance.PARENT_RUN_ENV, None)
         os.environ.pop(provenance.SWEEP_ENV, None)
         os.environ.pop(provenance.SWEPT_KEYS_ENV, None)
