@@ -31,23 +31,37 @@ class SeedBackup(keras.callbacks.Callback):
 
 def _restore(model, backup_dir: str, seeds_path: str) -> int:
     """Load the backup now, so a corrupt or incompatible one fails with one clear message before
-    training (BackupAndRestore would load it again, identically, when fit begins)."""
+    training (BackupAndRestore loads it again, identically, when fit begins). A process killed
+    while it wrote the latest backup leaves the previous one (`.bkp`), which is then used, as
+    BackupAndRestore itself does."""
     weights = os.path.join(backup_dir, "latest.weights.h5")
     metadata = os.path.join(backup_dir, "training_metadata.json")
     if not os.path.exists(weights):
         return 0
+    model.optimizer.build(model.trainable_variables)
     try:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(weights)
-        with open(metadata) as f:
-            epoch = int(json.load(f)["epoch"])
-        if os.path.exists(seeds_path):
+        epoch = _load(model, weights, metadata)
+    except Exception as err:  # h5py, Keras and JSON each raise their own types for a bad file
+        if not os.path.exists(weights + ".bkp"):
+            raise resume.ResumeError(os.path.dirname(backup_dir), err) from err
+        try:
+            epoch = _load(model, weights + ".bkp", metadata + ".bkp")
+        except Exception:
+            raise resume.ResumeError(os.path.dirname(backup_dir), err) from err
+    if os.path.exists(seeds_path):
+        try:
             with open(seeds_path) as f:
                 for state, value in zip(resume.seed_states(model), json.load(f), strict=True):
                     state.assign(np.asarray(value, dtype=state.dtype))
-    except Exception as err:  # h5py, Keras and JSON each raise their own types for a bad file
-        raise resume.ResumeError(os.path.dirname(backup_dir), err) from err
+        except (OSError, ValueError) as err:
+            raise resume.ResumeError(os.path.dirname(backup_dir), err) from err
     return epoch
+
+
+def _load(model, weights: str, metadata: str) -> int:
+    model.load_weights(weights)
+    with open(metadata) as f:
+        return int(json.load(f)["epoch"])
 
 
 def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
@@ -64,7 +78,7 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
         # Not deleted at the end of fit: the run is finished only once its test metrics and
         # model are logged, and trainer/resume.py removes the whole folder then.
         callbacks = [*callbacks, SeedBackup(seeds_path),
-                     keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)]
+                     keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False, double_checkpoint=True)]
     train, validation = data.train, data.validation
     if not distribute.is_default(strategy):
         train, validation = distribute.shardable(train), distribute.shardable(validation)

@@ -1,0 +1,131 @@
+"""Resume: a SIGKILLed run, rerun with the same command, continues in the same MLflow run from
+its last completed epoch and ends with the weights of an uninterrupted run; a corrupt
+checkpoint is one clear error and is left untouched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import tracking_uri
+from trainer.train import train
+
+# Dropout on, so the layers' RNG state must survive the kill too; small batches so that an
+# epoch lasts long enough to kill the process between two checkpoints.
+ARGS = ("model=conditional", "width=16", "epochs=3", "batch_size=16", "deterministic=true")
+FIRST_CHECKPOINT = {"fit": "fit/training_metadata.json", "custom": "custom/checkpoint"}
+
+
+def _command(root: Path, tfds_dir: str, loop: str) -> dict:
+    env = {**os.environ, "TRAINER_ROOT": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return {"args": [sys.executable, "-m", "trainer", *ARGS, f"loop={loop}", f"data.data_dir={tfds_dir}"],
+            "cwd": root, "env": env}
+
+
+def _kill_after_first_checkpoint(command: dict, checkpoints: Path, marker: str) -> None:
+    with open(command["cwd"] / "killed.log", "w") as log:
+        process = subprocess.Popen(**command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while not list(checkpoints.glob(f"*/{marker}")):
+            assert process.poll() is None, (command["cwd"] / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def _only_run(root):
+    client = MlflowClient(tracking_uri(root))
+    (run,) = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
+    return client, run
+
+
+def _logged_weights(root, run) -> list:
+    mlflow.set_tracking_uri(tracking_uri(root))
+    (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    return mlflow.keras.load_model(logged.model_uri).get_weights()
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_killed_run_resumes_into_the_same_run_and_weights(make_cfg, tmp_path, tfds_dir, loop):
+    root = tmp_path / "killed"
+    root.mkdir()
+    command = _command(root, tfds_dir, loop)
+    checkpoints = root / "outputs" / "checkpoints"
+    _kill_after_first_checkpoint(command, checkpoints, FIRST_CHECKPOINT[loop])
+    client, killed = _only_run(root)
+    assert killed.info.status == "RUNNING"  # SIGKILL gives no chance to end it
+
+    rerun = subprocess.run(**command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Epoch 1/3" not in rerun.stdout and "Epoch 3/3" in rerun.stdout  # continued, not restarted
+    client, resumed = _only_run(root)
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(resumed.info.run_id, "loss")] == [0, 1, 2]
+    assert not list(checkpoints.iterdir())  # finished: the next identical command starts afresh
+
+    train(make_cfg(*ARGS, f"loop={loop}"))  # the uninterrupted reference, in tmp_path's own store
+    _, reference = _only_run(tmp_path)
+    for key in ("loss", "val_loss", "test_loss"):
+        assert resumed.data.metrics[key] == pytest.approx(reference.data.metrics[key], abs=1e-6), key
+    for a, b in zip(_logged_weights(root, resumed), _logged_weights(tmp_path, reference), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_corrupt_checkpoint_is_one_clear_error_and_left_untouched(make_cfg, tmp_path, loop):
+    from trainer import resume
+    from trainer.config import validate
+
+    cfg = make_cfg("model=mlp", "width=8", f"loop={loop}")
+    directory = Path(resume.plan(validate(cfg)).directory)
+    (directory / loop).mkdir(parents=True)
+    if loop == "fit":
+        (directory / "fit" / "latest.weights.h5").write_bytes(b"not an h5 file")
+        (directory / "fit" / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    else:
+        (directory / "custom" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+        (directory / "custom" / "ckpt-1.index").write_bytes(b"garbage")
+    before = {p: p.read_bytes() for p in (directory / loop).rglob("*")}
+
+    with pytest.raises(resume.ResumeError, match="cannot resume from the checkpoint in .* It was left untouched"):
+        train(cfg)
+    assert {p: p.read_bytes() for p in (directory / loop).rglob("*")} == before
+    _, run = _only_run(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_bad_run_record_fails_before_any_run(make_cfg, tmp_path):
+    from trainer import resume
+    from trainer.config import validate
+
+    cfg = make_cfg("model=mlp", "width=8")
+    directory = Path(resume.plan(validate(cfg)).directory)
+    directory.mkdir(parents=True)
+    (directory / "run.json").write_text("{truncated")
+    with pytest.raises(resume.ResumeError, match="JSONDecodeError"):
+        train(cfg)
+    assert (directory / "run.json").read_text() == "{truncated"
+    assert not (tmp_path / "outputs" / "mlflow.db").exists() or not MlflowClient(tracking_uri(tmp_path)).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri(tmp_path)).search_experiments()])
+
+
+def test_checkpoint_folder_is_the_same_for_the_same_command(make_cfg):
+    from trainer import resume
+    from trainer.config import validate
+
+    first = validate(make_cfg("model=mlp", "width=8"))
+    again = validate(make_cfg("model=mlp", "width=8", "callbacks.progress=bar"))
+    other = validate(make_cfg("model=mlp", "width=16"))
+    assert resume.identity(first) == resume.identity(again) != resume.identity(other)
+    assert resume.plan({**first, "resume": {"enabled": True, "dir": "/somewhere"}}).directory == "/somewhere"
+    assert not resume.plan({**first, "resume": {"enabled": False, "dir": None}}).enabled
