@@ -97,9 +97,9 @@ def saved(tmp_path_factory):
     # A clean environment and a folder outside the checkout: nothing of ours is importable by
     # accident except through the installed package (which the report shows was not imported).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, str(root / "fresh.py"), str(root / "manifest.json"), str(root / "report.json")],
-                          cwd=root, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True,
-                          timeout=600)
+    command = [sys.executable, str(root / "fresh.py"), str(root / "manifest.json"), str(root / "report.json")]
+    done = subprocess.run(command, cwd=root, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((root / "report.json").read_text())
     return report, expected, raw
