@@ -41,6 +41,29 @@ def with_lock_retries(call, *args, **kwargs):
             time.sleep(0.05 * 2**attempt)
 
 
+_WAL_STORES: set[str] = set()
+
+
+def _sync_at_checkpoints(path: str) -> None:
+    """MLflow's connections to this store use synchronous=NORMAL, SQLite's advice for WAL: a
+    commit no longer waits for fsync (a write costs ~11 ms instead of ~19 ms here), and a crash of
+    the process still loses nothing; only a power cut can lose the last commits. Other SQLite
+    databases in the process (an Optuna storage, say) are left as they are."""
+    if not _WAL_STORES:
+        import sqlalchemy
+        from sqlalchemy import event
+
+        @event.listens_for(sqlalchemy.engine.Engine, "connect")
+        def _on_connect(dbapi_connection, connection_record):
+            if not isinstance(dbapi_connection, sqlite3.Connection):
+                return
+            files = {os.path.realpath(row[2]) for row in dbapi_connection.execute("PRAGMA database_list") if row[2]}
+            if files & _WAL_STORES:
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    _WAL_STORES.add(path)
+
+
 def prepare_store(uri: str) -> None:
     """Make a SQLite store ready for parallel jobs (WAL journal); check that a server answers.
 
@@ -54,6 +77,7 @@ def prepare_store(uri: str) -> None:
         with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 with_lock_retries(db.execute, "PRAGMA journal_mode=WAL")
+        _sync_at_checkpoints(os.path.realpath(path))
     elif uri.startswith(("http://", "https://")):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
