@@ -146,27 +146,6 @@ def _check_contradictions(cfg: DictConfig) -> None:
         )
 
 
-def _check_tracking(tracking: DictConfig) -> None:
-    checks.boolean("tracking.enabled", tracking.enabled)
-    uri = tracking.uri
-    if not isinstance(uri, str) or "://" not in uri and not uri.startswith(("databricks", "file:")):
-        raise checks.fail("tracking.uri", "an MLflow tracking URI such as sqlite:///path/mlflow.db or"
-                          " http://host:5000", uri)
-    if not isinstance(tracking.experiment, str) or not tracking.experiment.strip():
-        raise checks.fail("tracking.experiment", "a non-empty experiment name", tracking.experiment)
-    checks.int_at_least("tracking.log_every_n_steps", tracking.log_every_n_steps, 0)
-    name = tracking.register_as
-    if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise checks.fail("tracking.register_as", "null or a registered-model name", name)
-
-
-def _check_sweep(sweep: DictConfig) -> None:
-    if not isinstance(sweep.metric, str) or not sweep.metric:
-        raise checks.fail("sweep.metric", "the name of a metric the run reports, such as val_accuracy", sweep.metric)
-    checks.one_of("sweep.direction", sweep.direction, ("maximize", "minimize"))
-    checks.boolean("sweep.continue_on_failure", sweep.continue_on_failure)
-
-
 def validate(cfg: DictConfig) -> dict:
     """Check the whole config; return it as plain containers with `model.knobs` as a dict."""
     checks.int_at_least("epochs", cfg.epochs, 1)
