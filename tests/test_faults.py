@@ -2,8 +2,8 @@
 
 - SIGTERM and Ctrl-C (SIGINT) end the run KILLED with the epochs so far logged and the resume
   checkpoint on disk; the same command then resumes the same run to FINISHED.
-- SIGKILL leaves the run RUNNING and the checkpoint behind; the same command resumes that run,
-  so it does not stay RUNNING forever.
+- SIGKILL leaves the run RUNNING and the checkpoint behind; the next run in the experiment marks
+  it FAILED (its process is gone), and the same command still resumes it to FINISHED.
 - A full disk is a real 64 KiB tmpfs mounted as the artifact store (root only); a read-only
   mount is the unwritable artifact location (root ignores permission bits, not a read-only mount).
 - An unreachable tracking server fails in one line within seconds.
@@ -98,7 +98,8 @@ def test_signal_ends_run_killed_with_metrics_and_a_checkpoint_the_same_command_r
     assert not (tmp_path / "outputs" / "checkpoints" / folder.name).exists()  # finished: nothing to resume
 
 
-def test_sigkill_leaves_a_checkpoint_and_the_same_command_finishes_the_stale_run(cli, tmp_path, tfds_dir):
+def test_sigkill_leaves_a_checkpoint_the_next_run_fails_the_stale_run_the_same_command_resumes_it(
+        cli, tmp_path, tfds_dir):
     training = Training(tmp_path, tfds_dir, *KILLED_RUN, "seed=3")
     training.wait_for_epochs(2)
     training.stop(signal.SIGKILL)
@@ -107,10 +108,16 @@ def test_sigkill_leaves_a_checkpoint_and_the_same_command_finishes_the_stale_run
     assert stale.info.status == "RUNNING"  # nothing can run after SIGKILL
     assert (_checkpoint(tmp_path) / "run.json").exists()
 
-    result = cli(*KILLED_RUN, "seed=3")
+    # Any next run in the experiment notices that the owner of the RUNNING run is gone.
+    other = cli("model=mlp", "width=4", "epochs=1", "resume.enabled=false")
+    assert other.returncode == 0, other.stderr[-3000:]
+    marked = client.get_run(stale.info.run_id)
+    assert marked.info.status == "FAILED" and "ended without recording an end" in marked.data.tags["trainer.stale"]
+
+    result = cli(*KILLED_RUN, "seed=3")  # the identical command still resumes it from the checkpoint
     assert result.returncode == 0, result.stderr[-3000:]
-    client, run = _only_run(tmp_path)
-    assert run.info.run_id == stale.info.run_id and run.info.status == "FINISHED"
+    run = client.get_run(stale.info.run_id)
+    assert run.info.status == "FINISHED"
     assert sorted(set(_epochs_logged(client, run.info.run_id))) == list(range(4))
 
 

@@ -19,7 +19,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from trainer import secrets
+from trainer import secrets, stale
 from trainer.store import experiment_id, is_locked, with_lock_retries
 
 # MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
@@ -144,13 +144,20 @@ class Tracker:
 
     def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
         mlflow.set_tracking_uri(self.uri)
+        experiment = experiment_id(self.client, self.experiment, self.artifact_location)
+        try:  # runs a SIGKILL left RUNNING end FAILED (trainer/stale.py); never a reason to fail this one
+            with_lock_retries(stale.close_stale_runs, self.client, experiment, keep=resume_run_id)
+        except Exception:
+            pass
         if resume_run_id is not None:
             # A rerun of a killed command (trainer/resume.py): continue that run, params and all.
             with_lock_retries(self.client.update_run, resume_run_id, status="RUNNING")
             self.run_id = resume_run_id
+            self.set_tags(stale.owner_tags())
             return self.run_id
+        tags = {**tags, **stale.owner_tags()}
         tag_values = {_key(k): _cut(str(v), TAG_VALUE_LIMIT) for k, v in secrets.redact_mapping(tags).items()}
-        run = with_lock_retries(self.client.create_run, experiment_id(self.client, self.experiment, self.artifact_location), tags=tag_values, run_name=run_name)
+        run = with_lock_retries(self.client.create_run, experiment, tags=tag_values, run_name=run_name)
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in secrets.redact_mapping(param_items(params)).items()]
         for i in range(0, len(items), _BATCH):
