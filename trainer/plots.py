@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -21,6 +22,7 @@ def training_curves(history: dict, path: str) -> None:
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
