@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import os
 import shlex
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m benchmarks", *map(shlex.quote, argv)]).strip(),
         "quick": args.quick,
         "seconds": time.time() - t0,
+        "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "machine": description,
         "sections": sections,
     }

@@ -58,11 +58,15 @@ def section_markdown(section: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _load(averages) -> str:
+    return "/".join(f"{x:.1f}" for x in averages) if averages else "n/a"
+
+
 def header(results: dict) -> str:
     return (
         f"Measured {results['started']} with `{results['command']}` (git {results['machine']['git_commit']},"
-        f" {results['seconds']:.0f} s, load average at start"
-        f" {', '.join(f'{x:.1f}' for x in results['machine']['load_average'] or [])}) on:"
+        f" {results['seconds']:.0f} s; load average {_load(results['machine']['load_average'])} at the start,"
+        f" {_load(results.get('load_average_end'))} at the end) on:"
         f" {one_line(results['machine'])}.\n\n"
         "Each ratio is A/B of the medians of runs made alternately (A B B A ...) in that one session;"
         " every sample is in results.json.\n"

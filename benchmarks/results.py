@@ -13,13 +13,19 @@ import sys
 from typing import Callable
 
 
+def interleave(fns: list[Callable[[int], object]], repeats: int) -> list[list]:
+    """Call every fn(i) `repeats` times, in forward order on even repeats and backward on odd."""
+    outs: list[list] = [[] for _ in fns]
+    for i in range(repeats):
+        order = list(zip(fns, outs))
+        for fn, out in order if i % 2 == 0 else reversed(order):
+            out.append(fn(i))
+    return outs
+
+
 def alternate(a: Callable[[int], object], b: Callable[[int], object], repeats: int) -> tuple[list, list]:
     """Call a(i) and b(i) `repeats` times each, alternating which goes first."""
-    a_out, b_out = [], []
-    for i in range(repeats):
-        order = ((a, a_out), (b, b_out)) if i % 2 == 0 else ((b, b_out), (a, a_out))
-        for fn, out in order:
-            out.append(fn(i))
+    a_out, b_out = interleave([a, b], repeats)
     return a_out, b_out
 
 

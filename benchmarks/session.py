@@ -43,8 +43,8 @@ class Sizes:
 QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, cli_epochs=2, accuracy_epochs=2, models=("mlp",),
               cifar_examples=128, compute_batch=128, compute_width=64, compute_epochs=2, matmul_size=256,
               reject_repeats=1)
-FULL = Sizes(repeats=3, process_repeats=5, epochs=5, cli_epochs=20, accuracy_epochs=20, models=None,
-             cifar_examples=2048, compute_batch=512, compute_width=2048, compute_epochs=6, matmul_size=2048,
+FULL = Sizes(repeats=2, process_repeats=2, epochs=3, cli_epochs=15, accuracy_epochs=8, models=None,
+             cifar_examples=512, compute_batch=512, compute_width=2048, compute_epochs=4, matmul_size=2048,
              reject_repeats=5)
 
 
@@ -87,6 +87,7 @@ class Session:
 
         import trainer.data.digits  # noqa: F401  (registers the digits builder with TFDS)
 
+        tfds.disable_progress_bar()
         with self.quiet():
             tfds.builder("digits", data_dir=str(self.tfds_dir)).download_and_prepare()
 
