@@ -64,3 +64,12 @@ def test_bad_input_is_one_line_and_no_run(cli, tmp_path, args, expected):
     assert lines == [f"error: {lines[0][7:]}"] and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (Path(tmp_path) / "outputs" / "mlflow.db").exists()
+
+
+def test_a_conf_and_models_folder_in_the_working_directory_does_not_shadow_ours(cli, tmp_path):
+    # The usual layout of a user's own Hydra project; `python -m` puts the cwd first on sys.path.
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "models").mkdir()
+    result = cli("model=dynamic", "depth=0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: depth must be an integer >= 1. Received: depth=0"

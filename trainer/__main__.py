@@ -7,11 +7,20 @@ TensorFlow is imported, `trainer.train.train` does the work.
 from __future__ import annotations
 
 import signal
+import sys
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+# `python -m` puts the working directory first on sys.path, and an editable install finds this
+# project's top-level packages only after it, so a user's own `conf/` or `models/` folder (the
+# usual Hydra project layout) would shadow ours. Look in this checkout first.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+if (_CHECKOUT / "pyproject.toml").is_file() and sys.path[:1] != [str(_CHECKOUT)]:
+    sys.path.insert(0, str(_CHECKOUT))
 
-from trainer import cli, resolvers, signals, sweep
+import hydra  # noqa: E402  (after the path fix above)
+from omegaconf import DictConfig  # noqa: E402
+
+from trainer import cli, resolvers, signals, sweep  # noqa: E402
 
 resolvers.register()
 

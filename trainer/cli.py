@@ -107,16 +107,21 @@ def _reject_instantiation(overrides: list[str]) -> None:
                  f" callbacks come only from trainer's own config groups and registries. Received: {key}={value}")
 
 
-def _group_options(group: str) -> list[str] | None:
+def _group_options(group: str, config_dir: str | None = None) -> list[str] | None:
+    """The options of config group `group`: the package's conf/ plus the user's --config-dir."""
     from importlib.resources import files
+    from pathlib import Path
 
-    folder = files("conf") / group
-    if "/" in group or not folder.is_dir():
+    if "/" in group:
         return None
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    folders = [f for f in (files("conf") / group, Path(config_dir or "") / group if config_dir else None)
+               if f is not None and f.is_dir()]
+    if not folders:
+        return None
+    return sorted({p.name[:-5] for folder in folders for p in folder.iterdir() if p.name.endswith(".yaml")})
 
 
-def _misplaced_value(job: list[str], compose_job) -> str | None:
+def _misplaced_value(job: list[str], compose_job, config_dir: str | None = None) -> str | None:
     """The override that put a value of the wrong shape where the config has a group, a section or
     a list (`optimizer=3`, `resume=/tmp/x`, `model.knobs=3`), which the checks cannot read.
 
@@ -127,15 +132,15 @@ def _misplaced_value(job: list[str], compose_job) -> str | None:
 
     parsed = [(o.partition("=")[0].lstrip("+~"), o.partition("=")[2]) for o in job if "=" in o]
     for key, value in parsed:
-        options = _group_options(key)
+        options = _group_options(key, config_dir)
         if options is not None and value not in options:
             return f"{key} must be one of {', '.join(options)}. Received: {key}={value}"
     try:
-        base = compose_job([f"{k}={v}" for k, v in parsed if _group_options(k) is not None])
+        base = compose_job([f"{k}={v}" for k, v in parsed if _group_options(k, config_dir) is not None])
     except Exception:  # the group choices themselves fail: reported by the caller
         return None
     for key, value in parsed:
-        if _group_options(key) is not None:
+        if _group_options(key, config_dir) is not None:
             continue
         node = OmegaConf.select(base, key, default=None)
         if isinstance(node, DictConfig) and not value.startswith("{"):
@@ -181,7 +186,8 @@ def preflight(argv: list[str] | None = None) -> None:
             except Exception as err:
                 # A value of the wrong shape (a section set to a number) trips the checks in
                 # misleading ways, so it is named first.
-                misplaced = _misplaced_value(job, lambda j: compose(config_name=config_name, overrides=extra + j))
+                misplaced = _misplaced_value(job, lambda j: compose(config_name=config_name, overrides=extra + j),
+                                             config_dir)
                 if misplaced:
                     fail(misplaced)
                 if isinstance(err, ConfigError):
