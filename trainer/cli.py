@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 import sys
 
 from trainer.errors import ConfigError
@@ -79,7 +80,14 @@ def _compose_error(err: Exception, overrides: list[str]) -> str:
         value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "?")
         return (f"{key} is not a config key of this run (see `python -m trainer --cfg job`; a model knob must"
                 f" be listed by the selected model). Received: {key}={value}")
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    appended = re.search(r"Could not append to config\. An item is already at '([^']+)'", text)
+    if appended:
+        key = appended.group(1)
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == f"+{key}"), "?")
+        return (f"{key} is already in the config, so +{key} cannot add it again; set it with {key}=... (or"
+                f" ++{key}=... to add or override). Received: +{key}={value}")
+    line = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return line if "Received:" in line else f"{line} Received: {' '.join(overrides)}"
 
 
 def _check_syntax(overrides: list[str]) -> None:

@@ -22,7 +22,8 @@ def _optional_text(key: str, value) -> None:
 
 def _image_size(value) -> None:
     size = list(value) if isinstance(value, (ListConfig, list, tuple)) else value
-    if size is not None and not (len(size) == 2 and all(checks.is_int(v) and v >= 1 for v in size)):
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(checks.is_int(v) and v >= 1 for v in size)):
         raise checks.fail("data.image_size", "null or [height, width] with integers >= 1", value)
 
 
