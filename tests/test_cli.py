@@ -47,7 +47,7 @@ def test_multirun_runs_one_job_per_value(cli, tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["model=resnt"], "model must be one of conditional, dynamic, mlp"),
+        (["model=resnt"], "model must be one of cnn, conditional, dynamic, mlp, resnet"),
         (["model=dynamic", "depth=0"], "depth must be an integer >= 1. Received: depth=0"),
         (["model=dynamic", "depth=-2"], "depth must be an integer >= 1. Received: depth=-2"),
         (["model=dynamic", "depth=abc"], "depth must be an integer >= 1. Received: depth=abc"),
