@@ -73,3 +73,13 @@ def test_a_conf_and_models_folder_in_the_working_directory_does_not_shadow_ours(
     result = cli("model=dynamic", "depth=0")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: depth must be an integer >= 1. Received: depth=0"
+
+
+def test_diverging_training_ends_in_one_line_and_a_failed_run(cli, tmp_path):
+    result = cli("optimizer=sgd", "optimizer.learning_rate=1e38", "epochs=2", "resume.enabled=false")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training stopped: loss became nan at step ") and "recorded FAILED" in last
+    assert "Traceback" not in result.stderr
+    _, runs = _runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FAILED"]

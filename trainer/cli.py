@@ -259,6 +259,11 @@ def run_job(cfg):
         storage = _storage_error(err)
         if storage and not (_multirun() and cfg.sweep.continue_on_failure) and not _full_error():
             fail(storage, code=1)
+        callbacks = sys.modules.get("trainer.callbacks")
+        if callbacks and isinstance(err, callbacks.NonFiniteLossError) and not _multirun() and not _full_error():
+            # Diverged training is an outcome to read, not a crash to debug: one line, run FAILED.
+            recorded = " The MLflow run is recorded FAILED." if cfg.tracking.enabled else ""
+            fail(f"training stopped: {err}.{recorded}", code=1)
         # The job's run is already recorded FAILED with its traceback; one broken job of a sweep
         # should not throw away the others unless sweep.continue_on_failure=false says so.
         if not _multirun():
