@@ -55,8 +55,9 @@ def run(session) -> dict:
     s = session.sizes
     overrides = ("model=dynamic", "depth=4", f"width={s.compute_width}", f"batch_size={s.compute_batch}",
                  "loop=fit", f"epochs={s.compute_epochs}")
-    cfg = session.compose(*overrides)
-    knobs = {k: cfg[k] for k in cfg.model.knobs}
+    from trainer.config import validate
+
+    knobs = validate(session.compose(*overrides))["model"]["knobs"]
     per_example = _model_flops(session, knobs)
 
     def training(i):

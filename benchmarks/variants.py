@@ -15,8 +15,10 @@ from benchmarks.results import alternate, compare, median, say, section
 
 
 def _knobs(session, name: str) -> dict:
-    cfg = session.compose(f"model={name}")
-    return {k: cfg[k] for k in cfg.model.knobs}
+    """The model's default knobs as the framework hands them to the builder (plain values)."""
+    from trainer.config import validate
+
+    return validate(session.compose(f"model={name}"))["model"]["knobs"]
 
 
 def _build_save_load(name: str, variant: str, knobs: dict, folder: str) -> dict:
