@@ -14,8 +14,12 @@ import os
 import time
 import traceback
 
-import keras
-import mlflow
+# MLflow draws a progress bar for every artifact download (the model's own input-example check
+# downloads two); in a training log they are noise. A user's explicit setting still wins.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import keras  # noqa: E402
+import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
