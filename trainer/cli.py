@@ -113,6 +113,12 @@ def _reject_instantiation(overrides: list[str]) -> None:
             key = key.lstrip("+~")
             fail(f"{key} cannot be set to a _target_ from the command line: models, optimizers, data and"
                  f" callbacks come only from trainer's own config groups and registries. Received: {key}={value}")
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") == "model.module":
+            # model.module names code to import; only a model's own YAML (which the user wrote, in
+            # conf/model/ or their --config-dir) may name it, so no command line can run a module.
+            fail("model.module is read only from a model's YAML file (conf/model/<name>.yaml or your"
+                 f" --config-dir), not from the command line. Received: model.module={value}")
 
 
 def _group_options(group: str, config_dir: str | None = None) -> list[str] | None:
