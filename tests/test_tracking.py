@@ -54,7 +54,10 @@ def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
     assert "tracking.uri" not in params and "paths.root_dir" not in params  # where, not what, is trained
     assert {"model", "variant", "loop", "dataset", "git.commit", "git.dirty", "command"} <= set(tags)
     assert tags["model"] == "dynamic" and tags["dataset"] == "digits"
-    assert tags["git.commit"] == "unknown"  # tmp_path is not a git checkout: no crash, an honest tag
+    # The commit of the code that ran (this checkout), whatever folder the outputs go to.
+    from trainer.provenance import code_root, git_state
+
+    assert (tags["git.commit"], tags["git.dirty"]) == git_state(code_root())
     assert tags["registered_model"] == "digits-classifier v1"
     assert "mlflow.parentRunId" not in tags and "sweep" not in tags
 
@@ -149,3 +152,9 @@ def test_sqlite_store_is_switched_to_wal(tmp_path):
 def test_bad_tracking_and_sweep_settings_are_one_line(make_cfg, override, expected):
     with pytest.raises(ConfigError, match=expected.replace(".", r"\.").replace("(", r"\(")):
         validate(make_cfg(override))
+
+
+def test_git_state_is_unknown_outside_a_checkout(tmp_path):
+    from trainer.provenance import git_state
+
+    assert git_state(str(tmp_path)) == ("unknown", "unknown")  # no crash, an honest tag

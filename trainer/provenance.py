@@ -20,6 +20,12 @@ SWEPT_KEYS_ENV = "TRAINER_SWEPT_KEYS"
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
+def code_root() -> str:
+    """The checkout the running code comes from. The git commit describes the code, which is here,
+    not under paths.root_dir (outputs can live anywhere: $TRAINER_ROOT)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def git_state(root: str) -> tuple[str, str]:
     """(commit, "true"/"false" dirty) of the checkout at root; "unknown" when git or the repo is absent."""
     def git(*args: str) -> str:
@@ -63,7 +69,7 @@ def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     return " ".join(varied or overrides) or f"job {job_num}"
 
 
-def run_tags(*, model: str, variant: str, loop: str, dataset: str, root: str) -> dict[str, str]:
-    commit, dirty = git_state(root)
+def run_tags(*, model: str, variant: str, loop: str, dataset: str) -> dict[str, str]:
+    commit, dirty = git_state(code_root())
     return {"model": model, "variant": variant, "loop": loop, "dataset": dataset,
             "git.commit": commit, "git.dirty": dirty, "command": command_line()}

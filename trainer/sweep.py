@@ -89,7 +89,7 @@ class MlflowSweep(Callback):
         experiment = store.experiment_id(client, config.tracking.experiment, config.tracking.artifact_location)
         sweep_dir = str(config.hydra.sweep.dir)
         self.sweep_id = os.path.relpath(sweep_dir, os.path.join(str(config.paths.output_dir), "multiruns"))
-        commit, dirty = provenance.git_state(str(config.paths.root_dir))
+        commit, dirty = provenance.git_state(provenance.code_root())
         tags = {
             "sweep": self.sweep_id,
             "sweep.role": "parent",

@@ -89,7 +89,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
     tracker = tracking.create(settings["tracking"]) if distribute.is_chief(strategy) else tracking.NoTracker()
     params = {k: v for k, v in settings.items() if k not in ("tracking", "paths", "sweep")}
     tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=settings["loop"]["name"],
-                               dataset=data.name, root=settings["paths"]["root_dir"])
+                               dataset=data.name)
     tags.update(data_lib.run_tags(data))
     tags.update(provenance.sweep_tags(_job_num()))
     with signals.sigterm_raises():
