@@ -138,4 +138,13 @@ def log_input(tracker, data) -> None:
 
     entity = describe(data)._to_mlflow_entity()
     tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=CONTEXT)]
-    with_lock_retries(tracker.client.log_inputs, tracker.run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
+    inputs = [DatasetInput(dataset=entity, tags=tags)]
+    try:
+        with_lock_retries(tracker.client.log_inputs, tracker.run_id, datasets=inputs)
+    except Exception as err:
+        # MLflow gets-or-creates the dataset row per experiment; two sweep jobs logging the same
+        # dataset at once can both miss it and both insert, and the second insert fails. By then
+        # the row exists, so logging again links this run to it.
+        if "UNIQUE constraint failed" not in str(err):
+            raise
+        with_lock_retries(tracker.client.log_inputs, tracker.run_id, datasets=inputs)
