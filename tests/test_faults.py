@@ -25,8 +25,10 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
 
-# Small epochs, many of them: long enough to be interrupted after two, quick to resume.
-KILLED_RUN = ["model=mlp", "width=16", "epochs=4", "batch_size=16", "callbacks.progress=epoch"]
+# Small epochs, many of them: on a quiet machine an epoch takes ~0.1 s, so with only a few the
+# run could finish before the signal sent after epoch 2 arrives; 40 leave seconds of margin.
+EPOCHS = 40
+KILLED_RUN = ["model=mlp", "width=16", f"epochs={EPOCHS}", "batch_size=16", "callbacks.progress=epoch"]
 
 
 class Training:
@@ -94,7 +96,7 @@ def test_signal_ends_run_killed_with_metrics_and_a_checkpoint_the_same_command_r
     assert result.returncode == 0, result.stderr[-3000:]
     client, resumed = _only_run(tmp_path)
     assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
-    assert sorted(set(_epochs_logged(client, run.info.run_id))) == list(range(4))
+    assert sorted(set(_epochs_logged(client, run.info.run_id))) == list(range(EPOCHS))
     assert not (tmp_path / "outputs" / "checkpoints" / folder.name).exists()  # finished: nothing to resume
 
 
@@ -118,7 +120,7 @@ def test_sigkill_leaves_a_checkpoint_the_next_run_fails_the_stale_run_the_same_c
     assert result.returncode == 0, result.stderr[-3000:]
     run = client.get_run(stale.info.run_id)
     assert run.info.status == "FINISHED"
-    assert sorted(set(_epochs_logged(client, run.info.run_id))) == list(range(4))
+    assert sorted(set(_epochs_logged(client, run.info.run_id))) == list(range(EPOCHS))
 
 
 @pytest.fixture
