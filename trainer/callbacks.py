@@ -39,18 +39,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         )
 
 
-class FlushTracker(keras.callbacks.Callback):
-    """Wait for the epoch's metrics to reach MLflow before the resume checkpoint after it is
-    written: a run killed right after a checkpoint must not lose the epoch it already counts."""
-
-    def __init__(self, tracker):
-        super().__init__()
-        self.tracker = tracker
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.tracker.flush()
-
-
 def verbosity(progress: str) -> int:
     return VERBOSITY[progress]
 

@@ -7,6 +7,7 @@ A `Tracker` owns one MLflow run from creation to its final status; `EpochLogger`
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import math
@@ -24,7 +25,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from trainer import secrets, stale
-from trainer.store import experiment_id, is_locked, with_lock_retries
+from trainer.store import experiment_id, with_lock_retries
 
 # MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
 # cut predictably (the full config is always in the `config.yaml` artifact); long keys keep
@@ -86,8 +87,8 @@ def param_items(params: dict) -> dict[str, str]:
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Logs every epoch's train and validation metrics, its duration and its examples/second,
-    in one batched, asynchronous call per epoch."""
+    """Logs every epoch's train and validation metrics, its duration and its examples/second
+    (buffered and sent in the background: Tracker.log_metrics)."""
 
     def __init__(self, tracker: "Tracker", *, examples_per_epoch: int | None = None):
         super().__init__()
@@ -142,7 +143,10 @@ class Tracker:
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
-        self._pending: list[tuple] = []  # (async operation, metrics) until flushed
+        # Metrics leave on one background thread, in order, so training never waits for the store
+        # (a SQLite write or a server round trip); lock retries happen there too.
+        self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlflow-metrics")
+        self._in_flight: list[tuple[concurrent.futures.Future, list[Metric]]] = []
         self._buffer: list[Metric] = []  # not sent yet
         self._sent_at = -math.inf  # the first epoch is sent at once, so the UI shows the run moving
 
@@ -173,32 +177,42 @@ class Tracker:
         with_lock_retries(self.client.log_batch, self.run_id, tags=items)
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
-        """Buffer the metrics; at most every SEND_INTERVAL_S they leave in one batch that MLflow
-        writes on its logging thread while training goes on."""
+        """Buffer the metrics; at most every SEND_INTERVAL_S they leave in one batch, written on
+        the sender thread while training goes on."""
         now = int(time.time() * 1000)
         self._buffer += [Metric(_key(k), float(v), now, step) for k, v in metrics.items()]
         if time.monotonic() - self._sent_at >= SEND_INTERVAL_S:
             self._send()
 
     def _send(self) -> None:
-        while self._buffer:
-            batch, self._buffer = self._buffer[:_METRICS_PER_BATCH], self._buffer[_METRICS_PER_BATCH:]
-            operation = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
-            self._pending.append((operation, batch))
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            self._in_flight.append((self._sender.submit(self._write_metrics, batch), batch))
         self._sent_at = time.monotonic()
 
+    def _write_metrics(self, batch: list[Metric]) -> None:
+        for i in range(0, len(batch), _METRICS_PER_BATCH):
+            with_lock_retries(self.client.log_batch, self.run_id, metrics=batch[i : i + _METRICS_PER_BATCH])
+
+    def unconfirmed(self) -> list[tuple]:
+        """(key, value, timestamp, step) of every metric not yet known to be in the store: what a
+        resume checkpoint keeps (trainer/checkpoint.py), instead of waiting for the store."""
+        self._in_flight = [(f, batch) for f, batch in self._in_flight if not (f.done() and f.exception() is None)]
+        waiting = [m for _, batch in self._in_flight for m in batch] + self._buffer
+        return [(m.key, m.value, m.timestamp, m.step) for m in waiting]
+
+    def replay(self, metrics: list) -> None:
+        """Log again what a killed attempt's checkpoint says may not have reached the store; the
+        store keeps one copy of a metric logged twice with the same key, value, time and step."""
+        if metrics:
+            self._write_metrics([Metric(str(k), float(v), int(t), int(s)) for k, v, t, s in metrics])
+
     def flush(self) -> None:
-        """Send what is buffered and wait for every queued batch; a batch SQLite refused (locked)
-        is written again here, so parallel jobs lose no metric."""
+        """Send what is buffered and wait until the store has every metric; raises the first error."""
         self._send()
-        pending, self._pending = self._pending, []
-        for operation, batch in pending:
-            try:
-                operation.wait()
-            except Exception as err:
-                if not is_locked(err):
-                    raise
-                with_lock_retries(self.client.log_batch, self.run_id, metrics=batch, synchronous=True)
+        in_flight, self._in_flight = self._in_flight, []
+        for future, _ in in_flight:
+            future.result()
 
     # Every text that leaves for MLflow is masked by trainer.secrets first (README, Security).
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -238,6 +252,7 @@ class Tracker:
                 self.log_text(tb, "traceback.txt")
             except Exception:  # the status matters more than the traceback artifact
                 pass
+        self._sender.shutdown(wait=False)  # flushed above; nothing is left to send
         with_lock_retries(self.client.set_terminated, self.run_id, status=status)
         if mlflow.active_run() is not None:
             mlflow.end_run(status=status)
@@ -261,6 +276,11 @@ class NoTracker:
     def log_metrics(self, metrics: dict, step: int = 0) -> None: ...
 
     def flush(self) -> None: ...
+
+    def unconfirmed(self) -> list[tuple]:
+        return []
+
+    def replay(self, metrics: list) -> None: ...
 
     def log_text(self, text: str, artifact_file: str) -> None: ...
 

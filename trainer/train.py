@@ -116,13 +116,12 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
     callbacks = [tracking.EpochLogger(tracker, examples_per_epoch=train_examples)]
     if tracking_cfg["log_every_n_steps"]:
         callbacks.append(tracking.StepLogger(tracker, tracking_cfg["log_every_n_steps"]))
-    if checkpoint.enabled:
-        callbacks.append(callbacks_lib.FlushTracker(tracker))
     try:
         data_lib.log_input(tracker, data)
         tracker.log_text(resolved_yaml, "config.yaml")
         tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
         tracker.log_text(export.summary_text(model), "model_summary.txt")
+        saver, epochs_done = _open_checkpoint(_checkpoint_dir(checkpoint, strategy), model, optimizer, strategy, tracker)
         loop_cfg = settings["loop"]
         history, test_metrics = loops.get(loop_cfg["name"]).run(
             model,
@@ -134,7 +133,8 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
             steps_per_execution=loop_cfg["steps_per_execution"],
             jit_compile=compile_.resolve_jit_compile(loop_cfg["jit_compile"], distributed=not distribute.is_default(strategy)),
             verbose=callbacks_lib.verbosity(settings["callbacks"]["progress"]),
-            checkpoint_dir=_checkpoint_dir(checkpoint, strategy),
+            checkpoint=saver,
+            initial_epoch=epochs_done,
         )
         tracker.log_metrics(test_metrics, step=settings["epochs"])
         artifacts.log_evaluation(tracker, model, data, history)
@@ -154,6 +154,22 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
     if checkpoint.enabled and distribute.is_chief(strategy):
         checkpoint.finish()  # finished: the next identical command starts a new run
     return {**{k: float(v[-1]) for k, v in history.items()}, **test_metrics}
+
+
+def _open_checkpoint(directory: str | None, model, optimizer, strategy, tracker):
+    """(the resume checkpoint callback, epochs it had completed), restored into the model and
+    optimizer, or (None, 0) with resume off. A corrupt or mismatched checkpoint raises ResumeError."""
+    if directory is None:
+        return None, 0
+    from trainer import checkpoint as checkpoint_lib
+
+    with strategy.scope():  # the optimizer's slots are created, mirrored, before they are restored
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        saver = checkpoint_lib.EpochCheckpoint(directory, model, optimizer, tracker.unconfirmed)
+        epochs_done, metrics = saver.restore()
+    tracker.replay(metrics)  # what the killed attempt logged but the store may not have received
+    return saver, epochs_done
 
 
 def _checkpoint_dir(checkpoint, strategy) -> str | None:

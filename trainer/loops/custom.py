@@ -3,8 +3,6 @@ with the step in plain sight (trainer/loops/step.py) for users who want to chang
 
 from __future__ import annotations
 
-import os
-
 import keras
 import tensorflow as tf
 
@@ -12,38 +10,6 @@ from trainer import callbacks as callbacks_lib
 from trainer import compile as compile_
 from trainer import distribute, resume
 from trainer.loops.step import Steps
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Model and optimizer state after every completed epoch, through tf.train.CheckpointManager.
-
-    Last in the callback list, so a saved epoch is an epoch whose metrics were already logged.
-    """
-
-    def __init__(self, directory: str, model, optimizer):
-        super().__init__()
-        self.directory = directory
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            weights=list(model.weights), seeds=resume.seed_states(model), optimizer=list(optimizer.variables),
-            epoch=self.epoch,
-        )
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=1)
-
-    def restore(self) -> int:
-        """The number of completed epochs in the checkpoint (0 when there is none)."""
-        latest = self.manager.latest_checkpoint
-        if latest is None:
-            return 0
-        try:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as err:
-            raise resume.ResumeError(self.directory, err) from err
-        return int(self.epoch.numpy())
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.assign(epoch + 1)
-        self.manager.save()
 
 
 def _blocks(num_batches: int, steps_per_execution: int):
@@ -78,11 +44,14 @@ def _num_batches(dataset: tf.data.Dataset) -> int:
 
 
 def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
-        jit_compile: bool, verbose: int, checkpoint_dir: str | None) -> tuple[dict, dict]:
+        jit_compile: bool, verbose: int, checkpoint=None, initial_epoch: int = 0) -> tuple[dict, dict]:
+    """`checkpoint`: the resume checkpoint (trainer/checkpoint.py), already restored;
+    `initial_epoch`: the epochs it had completed."""
     spe = steps_per_execution
     with strategy.scope():
         # Build the optimizer's slots now, inside the scope, so they are mirrored and restorable.
-        optimizer.build(model.trainable_variables)
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
         steps = Steps(model, optimizer, loss=compile_.build_loss(), metrics=compile_.build_metrics(),
                       strategy=strategy, steps_per_execution=spe, jit_compile=jit_compile)
     # Callbacks reach the optimizer through the model (ReduceLROnPlateau sets its learning rate).
@@ -90,11 +59,8 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     sizes = {name: _num_batches(getattr(data, name)) for name in ("train", "validation", "test")}
     train, validation, test = (distribute.distribute(strategy, getattr(data, n)) for n in ("train", "validation", "test"))
 
-    initial_epoch = 0
-    if checkpoint_dir is not None:
-        saver = EpochCheckpoint(os.path.join(checkpoint_dir, "custom"), model, optimizer)
-        initial_epoch = saver.restore()
-        callbacks = [*callbacks, saver]
+    if checkpoint is not None:
+        callbacks = [*callbacks, checkpoint]  # last: a saved epoch is one every callback has seen
     resume.replay_shuffles(train, initial_epoch)
 
     cbs = callbacks_lib.callback_list(callbacks, model=model, epochs=epochs, steps=sizes["train"], verbose=verbose)

@@ -1,0 +1,99 @@
+"""The resume checkpoint (trainer/checkpoint.py) in process: it restores exactly what it saved,
+keeps the metrics the store had not confirmed so a resumed run can replay them without
+duplicates, refuses a checkpoint of another model, and a failed write keeps the previous one."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import keras
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from trainer import checkpoint, resume, tracking
+
+
+def _model_and_optimizer(width: int = 4):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(width), keras.layers.Dropout(0.5), keras.layers.Dense(2)])
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def _state(model, optimizer) -> list:
+    return [np.array(v) for v in [*model.weights, *optimizer.variables, *resume.seed_states(model)]]
+
+
+def test_restores_weights_optimizer_and_rng_state_saved_after_an_epoch(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    model(np.ones((2, 3)), training=True)  # advances the dropout RNG state
+    optimizer.apply([np.ones(v.shape, "float32") for v in model.trainable_variables])  # slots and step count
+    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer, lambda: [("loss", 0.5, 1000, 2)])
+    saver.on_epoch_end(2)
+    saver.on_train_end()
+    saved = _state(model, optimizer)
+
+    fresh, fresh_optimizer = _model_and_optimizer()
+    assert any(not np.array_equal(a, b) for a, b in zip(_state(fresh, fresh_optimizer), saved))
+    epochs, metrics = checkpoint.EpochCheckpoint(str(tmp_path), fresh, fresh_optimizer).restore()
+    assert (epochs, metrics) == (3, [["loss", 0.5, 1000, 2]])
+    for a, b in zip(_state(fresh, fresh_optimizer), saved, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_no_checkpoint_means_epoch_zero(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    assert checkpoint.EpochCheckpoint(str(tmp_path / "none"), model, optimizer).restore() == (0, [])
+
+
+def test_checkpoint_of_another_model_is_refused_and_kept(tmp_path):
+    model, optimizer = _model_and_optimizer(width=4)
+    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
+    saver.on_epoch_end(0)
+    saver.wait()
+    saved = (tmp_path / checkpoint.FILE).read_bytes()
+    other, other_optimizer = _model_and_optimizer(width=5)
+    with pytest.raises(resume.ResumeError, match=r"has shape \(3, 5\), the checkpoint \(3, 4\)"):
+        checkpoint.EpochCheckpoint(str(tmp_path), other, other_optimizer).restore()
+    assert (tmp_path / checkpoint.FILE).read_bytes() == saved
+
+
+def test_a_failed_write_raises_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model, optimizer = _model_and_optimizer()
+    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
+    saver.on_epoch_end(0)
+    saver.wait()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    saver.on_epoch_end(1)
+    with pytest.raises(OSError, match="No space left"):
+        saver.on_train_end()
+    assert checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()[0] == 1
+    assert os.listdir(tmp_path) == [checkpoint.FILE]  # no partial file left behind
+
+
+def test_unconfirmed_metrics_are_replayed_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    run_id = tracker.start(params={}, tags={})
+    tracker.log_metrics({"loss": 1.0}, step=0)  # the first epoch leaves at once
+    tracker.log_metrics({"loss": 0.5}, step=1)  # buffered: within SEND_INTERVAL_S of the first
+    waiting = tracker.unconfirmed()
+    assert ("loss", 0.5) in {(k, v) for k, v, _, _ in waiting}
+    # The process dies here: step 1 never reaches the store. A resumed attempt replays the
+    # checkpoint's list, twice even (two kills), and the store holds each metric once.
+    tracker._buffer = []
+    tracker.flush()
+    resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    resumed.start(params={}, tags={}, resume_run_id=run_id)
+    resumed.replay([list(m) for m in waiting])
+    resumed.replay([list(m) for m in waiting])
+    resumed.end(tracking.FINISHED)
+    history = MlflowClient(uri).get_metric_history(run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5)]
+    assert tracker.unconfirmed() == []
