@@ -22,12 +22,20 @@ def log_run_folder(tracker, run_dir: str) -> None:
 
 
 def _predictions(model, data) -> tuple[np.ndarray, np.ndarray] | None:
-    # The test pipeline is never shuffled, so two passes see the examples in the same order.
-    probabilities = model.predict(data.test.map(lambda x, y: x), verbose=0)
+    import tensorflow as tf
+
+    # The model called directly, not `model.predict`: under a multi-worker strategy predict
+    # gathers every worker's outputs (a collective op), and only the chief gets here, after the
+    # other workers have finished; a direct call reads this process's copy of the weights.
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    labels, outputs = [], []
+    for x, y in data.test:
+        outputs.append(np.asarray(forward(x)))
+        labels.append(np.asarray(y))
+    probabilities = np.concatenate(outputs)
     if probabilities.ndim != 2 or probabilities.shape[-1] != data.num_classes:
         return None  # not a classifier's per-class output
-    labels = np.concatenate([np.asarray(y) for _, y in data.test.as_numpy_iterator()])
-    return labels.astype(np.int64), probabilities.argmax(axis=-1)
+    return np.concatenate(labels).astype(np.int64), probabilities.argmax(axis=-1)
 
 
 def log_evaluation(tracker, model, data, history: dict) -> None:

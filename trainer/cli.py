@@ -196,7 +196,7 @@ def preflight(argv: list[str] | None = None) -> None:
     with initialize_config_module("conf", version_base="1.3"):
         for job in jobs:
             try:
-                validate(compose(config_name=config_name, overrides=extra + job))
+                settings = validate(compose(config_name=config_name, overrides=extra + job))
             except Exception as err:
                 # A value of the wrong shape (a section set to a number) trips the checks in
                 # misleading ways, so it is named first.
@@ -211,6 +211,11 @@ def preflight(argv: list[str] | None = None) -> None:
                 # Still one line for the user; the tests treat this wording as a bug in a check.
                 fail(f"the config could not be checked ({type(err).__name__}: {err}); rerun with"
                      f" HYDRA_FULL_ERROR=1 for the traceback. Received: {' '.join(job)}")
+            if multirun and settings["strategy"]["name"] == "multi_worker":
+                # A process joins its cluster once (TensorFlow configures the collectives for its
+                # lifetime), and every worker would open its own sweep run.
+                fail("strategy must be default or mirrored in a multirun (-m): a multi_worker cluster runs one"
+                     " job, started on every worker with the same command. Received: strategy=multi_worker")
     GlobalHydra.instance().clear()
 
 

@@ -29,6 +29,32 @@ def _split_cpu(devices: list[str]) -> None:
         ) from None
 
 
+class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy whose `reduce` accepts two calls that Keras 3.15's `fit` and
+    `evaluate` make and TensorFlow's collective implementation rejects; without it `loop=fit` fails
+    at its first step on more than one worker:
+
+    1. `_maybe_symbolic_build` reduces the whole first `(x, y)` batch, a nest of PerReplica values;
+       `Strategy.reduce` takes one value ("TODO: support value being a nest" in TensorFlow).
+       MirroredStrategy maps over nests itself, the collective strategy converts the tuple to a
+       tensor: `ValueError: Attempt to convert a value (PerReplica:{...}) ... to a Tensor`.
+    2. `reduce_per_replica` averages the step's scalar metrics with `axis=0`:
+       `Invalid reduction dimension 0 for input with 0 dimensions`.
+
+    Each leaf is reduced on its own, and a scalar across replicas only (what axis=0 means for one
+    number per replica); values that already worked reduce exactly as before. tests/test_distribute.py
+    trains `loop=fit` on two local workers; drop this class once Keras reduces leaf by leaf itself.
+    """
+
+    def reduce(self, reduce_op, value, axis=None):
+        def one(leaf):
+            local = self.experimental_local_results(leaf)[0]
+            scalar = getattr(local, "shape", tf.TensorShape([])).rank == 0
+            return super(KerasMultiWorkerStrategy, self).reduce(reduce_op, leaf, axis=None if scalar else axis)
+
+        return tf.nest.map_structure(one, value)
+
+
 def build(strategy: dict, *, batch_size: int) -> tf.distribute.Strategy:
     name = strategy["name"]
     if name == "default":
@@ -39,7 +65,7 @@ def build(strategy: dict, *, batch_size: int) -> tf.distribute.Strategy:
         built = tf.distribute.MirroredStrategy(devices=strategy["devices"])
     elif name == "multi_worker":
         # Reads TF_CONFIG; blocks until every worker of the cluster has started.
-        built = tf.distribute.MultiWorkerMirroredStrategy()
+        built = KerasMultiWorkerStrategy()
     else:
         raise ValueError(f"strategy.name must be one of default, mirrored, multi_worker. Received: strategy.name={name}")
     check_batch_divides(batch_size, built.num_replicas_in_sync, f"strategy={name} on this machine")
