@@ -1,9 +1,8 @@
 """tracking: epoch time with MLflow tracking on vs off, and the time a run spends after its
 last epoch (test evaluation, model logging, plots, flush). Target for epoch time: at most 1.03.
 
-Runs the defaults (resume on: with tracking on, every epoch's metrics are flushed to the store
-before the resume checkpoint is written) and, as a second pair, `resume.enabled=false`, which
-separates what logging costs from what the flush-then-checkpoint coupling costs.
+Runs the defaults (resume on: the per-epoch checkpoint keeps the metrics the store has not
+confirmed, so logging never waits for the store) and, as a second pair, `resume.enabled=false`.
 """
 
 from __future__ import annotations
