@@ -89,6 +89,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.wait()
+        self._writer.shutdown()  # a sweep's jobs share one process: no idle thread per job
 
     def wait(self) -> None:
         """Block until the last checkpoint is on disk; re-raise its error if it failed."""
