@@ -39,3 +39,12 @@ def test_batch_not_divisible_by_replicas_is_explained(cli):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: batch_size must be divisible by the number of replicas (2, strategy=mirrored),"
                                      " because it is the global batch split evenly over them. Received: batch_size=255")
+
+
+def test_fit_with_several_steps_per_call_is_rejected_under_two_replicas(cli):
+    # Keras 3.15's fit fails at its first step here (trainer/loop_config.py); found before TensorFlow.
+    result = cli(*ARGS, "strategy=mirrored", "strategy.devices=[/cpu:0,/cpu:1]", "loop.steps_per_execution=4")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: loop.steps_per_execution must be 1 for loop=fit with more than one replica"
+                                     " (strategy=mirrored): Keras's fit cannot run several steps per call under"
+                                     " tf.distribute; loop=custom can. Received: loop.steps_per_execution=4")

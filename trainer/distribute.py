@@ -7,7 +7,7 @@ import re
 import tensorflow as tf
 
 from trainer.errors import ConfigError
-from trainer.loop_config import check_batch_divides
+from trainer.loop_config import check_batch_divides, check_steps_per_execution
 
 
 def _split_cpu(devices: list[str]) -> None:
@@ -55,7 +55,7 @@ class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         return tf.nest.map_structure(one, value)
 
 
-def build(strategy: dict, *, batch_size: int) -> tf.distribute.Strategy:
+def build(strategy: dict, *, batch_size: int, loop: dict) -> tf.distribute.Strategy:
     name = strategy["name"]
     if name == "default":
         built = tf.distribute.get_strategy()
@@ -69,6 +69,7 @@ def build(strategy: dict, *, batch_size: int) -> tf.distribute.Strategy:
     else:
         raise ValueError(f"strategy.name must be one of default, mirrored, multi_worker. Received: strategy.name={name}")
     check_batch_divides(batch_size, built.num_replicas_in_sync, f"strategy={name} on this machine")
+    check_steps_per_execution(loop["name"], loop["steps_per_execution"], built.num_replicas_in_sync, name)
     return built
 
 

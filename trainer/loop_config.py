@@ -108,6 +108,19 @@ def check_batch_divides(batch_size: int, replicas: int, where: str) -> None:
         )
 
 
+def check_steps_per_execution(loop: str, steps_per_execution: int, replicas: int, strategy: str) -> None:
+    """Keras 3.15's fit runs several steps per call in a tf.while_loop, which fails at the first
+    step under a strategy with more than one replica ("You must feed a value for placeholder
+    tensor"; plain Keras does too: MirroredStrategy over two CPUs, steps_per_execution=2). One
+    replica works, and so does the custom loop, which calls strategy.run once per step."""
+    if loop == "fit" and steps_per_execution > 1 and replicas > 1:
+        raise ConfigError(
+            f"loop.steps_per_execution must be 1 for loop=fit with more than one replica (strategy={strategy}):"
+            " Keras's fit cannot run several steps per call under tf.distribute; loop=custom can."
+            f" Received: loop.steps_per_execution={steps_per_execution}"
+        )
+
+
 def _check_strategy(strategy: DictConfig, batch_size: int) -> None:
     checks.one_of("strategy.name", strategy.name, STRATEGIES)
     if strategy.name == "mirrored":
@@ -124,12 +137,20 @@ def _check_strategy(strategy: DictConfig, batch_size: int) -> None:
         check_batch_divides(batch_size, replicas, f"strategy={strategy.name}")
 
 
+def _check_fit_under_strategy(loop: DictConfig, strategy: DictConfig) -> None:
+    # Every worker holds at least one replica; the exact count (GPUs) is checked after import.
+    replicas = tf_config_workers() if strategy.name == "multi_worker" else known_replicas(strategy)
+    if replicas:
+        check_steps_per_execution(loop.name, loop.steps_per_execution, replicas, strategy.name)
+
+
 def check(cfg: DictConfig) -> None:
     _check_loop(cfg.loop)
     _check_optimizer(cfg.optimizer)
     _check_schedule(cfg.schedule, cfg.epochs)
     _check_callbacks(cfg.callbacks)
     _check_strategy(cfg.strategy, cfg.batch_size)
+    _check_fit_under_strategy(cfg.loop, cfg.strategy)
     checks.one_of("precision", cfg.precision, PRECISIONS)
     checks.boolean("deterministic", cfg.deterministic)
     checks.boolean("resume.enabled", cfg.resume.enabled)

@@ -64,7 +64,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
     _reset_global_state()
     checkpoint = resume.plan(settings)  # a bad resume record fails here, before any run is touched
     # Before any other TensorFlow op: a multi-worker strategy configures the collectives.
-    strategy = distribute.build(settings["strategy"], batch_size=settings["batch_size"])
+    strategy = distribute.build(settings["strategy"], batch_size=settings["batch_size"], loop=settings["loop"])
     runtime.configure(seed=settings["seed"], deterministic=settings["deterministic"], precision=settings["precision"])
     model_cfg, data_cfg = settings["model"], settings["data"]
     if model_cfg["module"]:
