@@ -7,7 +7,7 @@ import re
 import tensorflow as tf
 
 from trainer.errors import ConfigError
-from trainer.loop_config import check_batch_divides, check_steps_per_execution
+from trainer.loop_config import check_batch_divides, check_jit_compile, check_steps_per_execution
 
 
 def _split_cpu(devices: list[str]) -> None:
@@ -70,6 +70,9 @@ def build(strategy: dict, *, batch_size: int, loop: dict) -> tf.distribute.Strat
         raise ValueError(f"strategy.name must be one of default, mirrored, multi_worker. Received: strategy.name={name}")
     check_batch_divides(batch_size, built.num_replicas_in_sync, f"strategy={name} on this machine")
     check_steps_per_execution(loop["name"], loop["steps_per_execution"], built.num_replicas_in_sync, name)
+    if built.num_replicas_in_sync > 1:  # the default strategy has no worker_devices to ask
+        on_cpu = all("CPU" in device.upper() for device in built.extended.worker_devices)
+        check_jit_compile(loop["jit_compile"], built.num_replicas_in_sync, on_cpu, name)
     return built
 
 

@@ -121,6 +121,18 @@ def check_steps_per_execution(loop: str, steps_per_execution: int, replicas: int
         )
 
 
+def check_jit_compile(jit_compile, replicas: int, on_cpu: bool, strategy: str) -> None:
+    """XLA cannot compile a step whose replicas are CPUs: under mirrored the step reads variables
+    on another logical CPU ("Trying to access resource ... located in device CPU:1"), under
+    multi_worker it needs collectives ("Collectives are not yet implemented for CPU devices when
+    compiling with XLA"). jit_compile=auto already picks XLA only on GPUs without a strategy."""
+    if jit_compile is True and replicas > 1 and on_cpu:
+        raise ConfigError(
+            f"loop.jit_compile must be auto or false under strategy={strategy} on CPU devices: XLA cannot compile"
+            " a training step that spans several CPU replicas. Received: loop.jit_compile=true"
+        )
+
+
 def _check_strategy(strategy: DictConfig, batch_size: int) -> None:
     checks.one_of("strategy.name", strategy.name, STRATEGIES)
     if strategy.name == "mirrored":
@@ -142,6 +154,9 @@ def _check_fit_under_strategy(loop: DictConfig, strategy: DictConfig) -> None:
     replicas = tf_config_workers() if strategy.name == "multi_worker" else known_replicas(strategy)
     if replicas:
         check_steps_per_execution(loop.name, loop.steps_per_execution, replicas, strategy.name)
+    if strategy.name == "mirrored" and strategy.devices:
+        on_cpu = all("cpu" in device.lower() for device in strategy.devices)
+        check_jit_compile(loop.jit_compile, len(strategy.devices), on_cpu, strategy.name)
 
 
 def check(cfg: DictConfig) -> None:
