@@ -55,4 +55,11 @@ def batches(examples: tf.data.Dataset, *, batch_size: int, training: bool, seed:
         )
     options = tf.data.Options()
     options.deterministic = True
+    if cache:
+        # Nothing is decoded after the cache: tf.data's autotuning model would time every
+        # example through shuffle and batch to tune parallelism there is none of (an AUTOTUNE
+        # map still runs on every core without it). Iterating the training split as Model.fit
+        # does took 10-25% less CPU per epoch without it on digits and 32x32x3 data, and no more
+        # with augmentation on.
+        options.autotune.enabled = False
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
