@@ -42,7 +42,7 @@ class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
        `Invalid reduction dimension 0 for input with 0 dimensions`.
 
     Each leaf is reduced on its own, and a scalar across replicas only (what axis=0 means for one
-    number per replica); values that already worked reduce exactly as before. tests/test_distribute.py
+    number per replica); values that already worked reduce exactly as before. tests/test_multi_worker.py
     trains `loop=fit` on two local workers; drop this class once Keras reduces leaf by leaf itself.
     """
 
