@@ -41,7 +41,7 @@ def _free_ports(count: int) -> list[int]:
 def _start_cluster(root, tfds_dir, *args) -> list[tuple[subprocess.Popen, object, object]]:
     """Both workers of a two-worker cluster, output to files (a full pipe would stall a worker)."""
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    root.mkdir()
+    root.mkdir(exist_ok=True)  # exists when a killed cluster's command is run again
     workers = []
     for index in range(2):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
@@ -175,3 +175,34 @@ def test_multirun_is_rejected_in_one_line(cli):
     assert result.stderr.strip() == ("error: strategy must be default or mirrored in a multirun (-m): a multi_worker"
                                      " cluster runs one job, started on every worker with the same command."
                                      " Received: strategy=multi_worker")
+
+
+def test_killed_cluster_resumes_on_every_worker(tmp_path, tfds_dir):
+    """Both workers SIGKILLed after the chief's first checkpoint; the same command on both then
+    continues from it on both (worker 1 reads the chief's folder), into the same MLflow run."""
+    import signal
+
+    from trainer import checkpoint
+
+    args = (*ARGS[:-2], "epochs=4", "batch_size=16", "loop=fit")
+    _prepare_digits(tmp_path, tfds_dir)
+    root = tmp_path / "cluster"
+    workers = _start_cluster(root, tfds_dir, *args)
+    deadline = time.monotonic() + TIMEOUT
+    while not list((root / "outputs" / "checkpoints").glob(f"*/{checkpoint.FILE}")):
+        assert all(p.poll() is None for p, _, _ in workers), "a worker ended before the first checkpoint"
+        assert time.monotonic() < deadline, f"no checkpoint after {TIMEOUT} s"
+        time.sleep(0.02)
+    for process, _, _ in workers:
+        process.send_signal(signal.SIGKILL)
+    _finish(workers, deadline)
+
+    outputs = _finish(_start_cluster(root, tfds_dir, *args), time.monotonic() + TIMEOUT)
+    for index, (code, stdout, stderr) in enumerate(outputs):
+        assert code == 0, f"worker {index} exited {code}:\n{stdout[-2000:]}\n{stderr[-4000:]}"
+        assert "Epoch 1/4" not in stdout and "Epoch 4/4" in stdout, f"worker {index} did not resume"
+    assert _metrics(outputs[0][1]) == _metrics(outputs[1][1])
+    client = MlflowClient(tracking_uri(root))
+    (run,) = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [0, 1, 2, 3]

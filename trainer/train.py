@@ -121,7 +121,7 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
         tracker.log_text(resolved_yaml, "config.yaml")
         tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
         tracker.log_text(export.summary_text(model), "model_summary.txt")
-        saver, epochs_done = _open_checkpoint(_checkpoint_dir(checkpoint, strategy), model, optimizer, strategy, tracker)
+        saver, epochs_done = _open_checkpoint(checkpoint, model, optimizer, strategy, tracker)
         loop_cfg = settings["loop"]
         history, test_metrics = loops.get(loop_cfg["name"]).run(
             model,
@@ -156,31 +156,29 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
     return {**{k: float(v[-1]) for k, v in history.items()}, **test_metrics}
 
 
-def _open_checkpoint(directory: str | None, model, optimizer, strategy, tracker):
+def _open_checkpoint(checkpoint, model, optimizer, strategy, tracker):
     """(the resume checkpoint callback, epochs it had completed), restored into the model and
-    optimizer, or (None, 0) with resume off. A corrupt or mismatched checkpoint raises ResumeError."""
-    if directory is None:
+    optimizer, or (None, 0) with resume off. A corrupt or mismatched checkpoint raises ResumeError.
+
+    In a multi-worker cluster every worker restores the chief's checkpoint (the workers hold one
+    model in lockstep), and only the chief writes it: saving needs no collective op, so the
+    others need no checkpoint of their own."""
+    if not checkpoint.enabled:
         return None, 0
     from trainer import checkpoint as checkpoint_lib
+    from trainer import distribute, resume
 
     with strategy.scope():  # the optimizer's slots are created, mirrored, before they are restored
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        saver = checkpoint_lib.EpochCheckpoint(directory, model, optimizer, tracker.unconfirmed)
+        saver = checkpoint_lib.EpochCheckpoint(checkpoint.directory, model, optimizer, tracker.unconfirmed)
         epochs_done, metrics = saver.restore()
+    if not distribute.workers_agree(strategy, epochs_done):
+        raise resume.ResumeError(checkpoint.directory, ValueError(
+            f"this worker found {epochs_done} completed epochs there and another worker found a different"
+            " number; every worker must read the chief's checkpoint: set resume.dir to storage all of them share"))
     tracker.replay(metrics)  # what the killed attempt logged but the store may not have received
-    return saver, epochs_done
-
-
-def _checkpoint_dir(checkpoint, strategy) -> str | None:
-    """Every worker of a cluster must write its checkpoint, but only the chief's is kept."""
-    import tempfile
-
-    from trainer import distribute
-
-    if not checkpoint.enabled or distribute.is_chief(strategy):
-        return checkpoint.directory
-    return tempfile.mkdtemp(prefix="trainer-worker-checkpoint-")
+    return (saver if distribute.is_chief(strategy) else None), epochs_done
 
 
 def _end_with_folder(tracker, status: str, err: BaseException, run_dir: str) -> None:
