@@ -124,6 +124,7 @@ def test_both_workers_finish_with_the_same_metrics(clusters, loop):
     assert _metrics(chief) == _metrics(worker)
     assert re.search(r"^run [0-9a-f]{32} finished$", chief, re.M)
     assert not re.search(r"^run [0-9a-f]{32} finished$", worker, re.M)
+    assert "run finished on this worker (worker 0 records it)" in worker
 
 
 @pytest.mark.parametrize("loop", LOOPS)

@@ -97,7 +97,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
         if checkpoint.enabled and run_id is not None and distribute.is_chief(strategy):
             checkpoint.record_run(run_id)
         final = _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, **loop)
-    _report(run_id, final, run_dir, tracker)
+    _report(run_id, final, run_dir, tracker, chief=distribute.is_chief(strategy))
     return final
 
 
@@ -191,8 +191,11 @@ def _end_with_folder(tracker, status: str, err: BaseException, run_dir: str) -> 
     tracker.end(status, err)
 
 
-def _report(run_id: str | None, metrics: dict, run_dir: str, tracker) -> None:
+def _report(run_id: str | None, metrics: dict, run_dir: str, tracker, *, chief: bool = True) -> None:
     shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+    if not chief:
+        print(f"\nrun finished on this worker (worker 0 records it)\n  metrics: {shown}\n  outputs: {run_dir}", flush=True)
+        return
     if not tracker.enabled:
         print(f"\nrun finished (tracking off)\n  metrics: {shown}\n  outputs: {run_dir}", flush=True)
         return
