@@ -29,6 +29,7 @@ class Sizes:
     repeats: int            # A/B pairs of in-process runs
     process_repeats: int    # A/B pairs of whole processes
     epochs: int             # epochs of an in-process timing run; the first is excluded
+    pipeline_repeats: int   # A/B pairs of `pipeline` runs: 3, so one run a neighbour slows is outvoted
     pipeline_epochs: int    # epochs of a `pipeline` run: its tiny models' epochs last tens of ms
     cli_epochs: int         # epochs of a whole-process run (`overhead`)
     accuracy_epochs: int    # epochs behind the variants' final accuracy
@@ -41,12 +42,12 @@ class Sizes:
     reject_repeats: int
 
 
-QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_epochs=2, cli_epochs=2, accuracy_epochs=2,
-              models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64, compute_epochs=2,
-              matmul_size=256, reject_repeats=1)
-FULL = Sizes(repeats=2, process_repeats=2, epochs=3, pipeline_epochs=8, cli_epochs=15, accuracy_epochs=8, models=None,
-             cifar_examples=512, compute_batch=512, compute_width=2048, compute_epochs=4, matmul_size=2048,
-             reject_repeats=5)
+QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_repeats=1, pipeline_epochs=2, cli_epochs=2,
+              accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
+              compute_epochs=2, matmul_size=256, reject_repeats=1)
+FULL = Sizes(repeats=2, process_repeats=2, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=15,
+             accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
+             compute_epochs=4, matmul_size=2048, reject_repeats=5)
 
 
 @dataclasses.dataclass
