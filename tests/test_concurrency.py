@@ -10,7 +10,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from tests.test_server import mlflow_server  # noqa: F401  (the real server fixture)
 
 WIDTHS = [4, 5, 6, 7, 8, 9, 10, 11]
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -22,7 +21,7 @@ def test_eight_parallel_jobs_lose_nothing(cli, tmp_path, request, store):
             "hydra/launcher=joblib", f"hydra.launcher.n_jobs={len(WIDTHS)}"]
     if store == "server":
         uri = request.getfixturevalue("mlflow_server")
-        args += ["tracking=server", f"tracking.uri={uri}"]
+        args += ["tracking=server", f"tracking.uri={uri}", "tracking.experiment=eight-jobs"]
     else:
         uri = tracking_uri(tmp_path)
     result = cli(*args, timeout=900)
@@ -31,7 +30,7 @@ def test_eight_parallel_jobs_lose_nothing(cli, tmp_path, request, store):
     assert "database is locked" not in output and "OperationalError" not in output
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("trainer")
+    experiment = client.get_experiment_by_name("eight-jobs" if store == "server" else "trainer")
     runs = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
     assert sorted(int(r.data.params["model.knobs.width"]) for r in runs) == WIDTHS
     for run in runs:

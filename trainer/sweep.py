@@ -228,7 +228,7 @@ def _log_summary(client, run_id: str, summary: dict, metric: str, sweep_dir: str
     columns = ["job", "overrides", "status", metric, "run_id"]
     markdown, table_csv = _table(summary["rows"], columns)
     best = summary["best"]
-    header = [f"# Sweep summary\n", f"jobs: {len(summary['rows'])}, failed: {summary['failed']}\n"]
+    header = ["# Sweep summary\n", f"jobs: {len(summary['rows'])}, failed: {summary['failed']}\n"]
     tags = [RunTag("sweep.jobs", str(len(summary["rows"]))), RunTag("sweep.failed_jobs", str(summary["failed"]))]
     metrics = [Metric("sweep_jobs", len(summary["rows"]), 0, 0), Metric("sweep_failed_jobs", summary["failed"], 0, 0)]
     if best is not None:

@@ -3,7 +3,6 @@ with the step in plain sight (trainer/loops/step.py) for users who want to chang
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from trainer import callbacks as callbacks_lib
