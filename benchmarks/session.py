@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclasses.dataclass(frozen=True)
 class Sizes:
     repeats: int            # A/B pairs of in-process runs: 3, so one run a neighbour slows is outvoted
-    process_repeats: int    # A/B pairs of whole processes
+    process_repeats: int    # A/B pairs of whole processes: one process differs from the next by ~5%, so 5
     epochs: int             # epochs of an in-process timing run; the first is excluded
     pipeline_repeats: int   # A/B pairs of `pipeline` runs: 3, so one run a neighbour slows is outvoted
     pipeline_epochs: int    # epochs of a `pipeline` run: its tiny models' epochs last tens of ms
@@ -45,7 +45,7 @@ class Sizes:
 QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_repeats=1, pipeline_epochs=2, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
               compute_epochs=2, matmul_size=256, reject_repeats=1)
-FULL = Sizes(repeats=3, process_repeats=3, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=15,
+FULL = Sizes(repeats=3, process_repeats=5, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=30,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
              compute_epochs=4, matmul_size=2048, reject_repeats=5)
 
