@@ -31,9 +31,11 @@ def test_restores_weights_optimizer_and_rng_state_saved_after_an_epoch(tmp_path)
     model(np.ones((2, 3)), training=True)  # advances the dropout RNG state
     optimizer.apply([np.ones(v.shape, "float32") for v in model.trainable_variables])  # slots and step count
     saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer, lambda: [("loss", 0.5, 1000, 2)])
-    saver.on_epoch_end(2)
-    saver.on_train_end()
     saved = _state(model, optimizer)
+    saver.on_epoch_end(2)
+    # Training goes on while the file is written: the checkpoint must still hold the epoch's end.
+    optimizer.apply([np.ones(v.shape, "float32") for v in model.trainable_variables])
+    saver.on_train_end()
 
     fresh, fresh_optimizer = _model_and_optimizer()
     assert any(not np.array_equal(a, b) for a, b in zip(_state(fresh, fresh_optimizer), saved))
