@@ -11,9 +11,9 @@ Why not Keras's BackupAndRestore or a tf.train.CheckpointManager: measured on a 
 write synchronously and cost 11 ms and 6-7 ms per epoch for the default mlp, a fifth and an eighth
 of a 52 ms digits epoch (benchmarks/, "overhead"); TensorFlow's async checkpoint option fails on
 Keras 3 variables ("tf.function only supports singleton tf.Variables"). Here the epoch-end cost is
-a read of the variables into NumPy (0.9 ms, median of 120 epochs); the file is written on a background thread
-while the next epoch trains, into a temporary file that atomically replaces the previous one, so a
-kill at any moment leaves one complete checkpoint. A write that fails (full disk) raises at the
+a read of the variables into NumPy (0.9 ms, median of 120 epochs); the file is written on a
+background thread while the next epoch trains (~3 ms of CPU there), into a temporary file that
+atomically replaces the previous one, so a kill at any moment leaves one complete checkpoint. A write that fails (full disk) raises at the
 next epoch end or when training ends, and the previous checkpoint is kept.
 """
 
