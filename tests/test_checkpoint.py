@@ -62,6 +62,30 @@ def test_checkpoint_of_another_model_is_refused_and_kept(tmp_path):
     assert (tmp_path / checkpoint.FILE).read_bytes() == saved
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[:-3], "damaged or truncated"),                           # a copy cut short
+    (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "damaged or truncated"),  # one flipped bit
+    (lambda data: b"PK" + data[2:], "not a trainer checkpoint"),
+])
+def test_a_damaged_checkpoint_is_refused_and_kept(tmp_path, damage, message):
+    model, optimizer = _model_and_optimizer()
+    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
+    saver.on_epoch_end(0)
+    saver.on_train_end()
+    damaged = damage((tmp_path / checkpoint.FILE).read_bytes())
+    (tmp_path / checkpoint.FILE).write_bytes(damaged)
+    with pytest.raises(resume.ResumeError, match=message):
+        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
+    assert (tmp_path / checkpoint.FILE).read_bytes() == damaged
+
+
+def test_a_checkpoint_of_the_earlier_npz_format_is_refused_not_ignored(tmp_path):
+    (tmp_path / "state.npz").write_bytes(b"PK")
+    model, optimizer = _model_and_optimizer()
+    with pytest.raises(resume.ResumeError, match="state.npz is a format 1 checkpoint"):
+        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
+
+
 def test_a_failed_write_raises_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model, optimizer = _model_and_optimizer()
     saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)

@@ -10,11 +10,19 @@ on resume, and MLflow ignores a metric it already has).
 Why not Keras's BackupAndRestore or a tf.train.CheckpointManager: measured on a 2-core CPU, they
 write synchronously and cost 11 ms and 6-7 ms per epoch for the default mlp, a fifth and an eighth
 of a 52 ms digits epoch (benchmarks/, "overhead"); TensorFlow's async checkpoint option fails on
-Keras 3 variables ("tf.function only supports singleton tf.Variables"). Here the epoch-end cost is
-a read of the variables into NumPy (0.9 ms, median of 120 epochs); the file is written on a
-background thread while the next epoch trains (~3 ms of CPU there), into a temporary file that
-atomically replaces the previous one, so a kill at any moment leaves one complete checkpoint. A write that fails (full disk) raises at the
-next epoch end or when training ends, and the previous checkpoint is kept.
+Keras 3 variables ("tf.function only supports singleton tf.Variables"). Here the epoch end only
+reads the variables, in one compiled call, and a background thread writes the file while the next
+epoch trains.
+
+The file is a small header and the raw bytes of every variable, not an .npz, and the read is one
+tf.function, not one `.numpy()` per variable. Measured side by side in one process (medians of 150
+epoch ends), the training thread's epoch end went from 1.3 to 0.5 ms for the mlp and from 7.2 to
+2.8 ms for the resnet (173 variables), and the writer's CPU time from 1.2 to 0.3 ms and from 7.2
+to 2.5 ms: the writer shares two cores with training. The header's JSON manifest names each
+variable's path, shape and dtype and holds a CRC-32 of the bytes, so a truncated or damaged file
+is refused, never loaded. The write goes to a temporary file that is fsynced and atomically
+replaces the previous one, so a kill at any moment leaves one complete checkpoint. A write that
+fails (full disk) raises at the next epoch end or when training ends; the previous one is kept.
 """
 
 from __future__ import annotations
@@ -22,15 +30,19 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import zipfile
+import sys
+import zlib
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from trainer import resume
 
-FILE = "state.npz"
-_FORMAT = 1
+FILE = "state.ckpt"
+_MAGIC = b"TRAINER\x00"  # then the manifest's length (8 bytes, little-endian), the manifest, the bytes
+_FORMAT = 2
+_LEGACY = {"state.npz": 1}  # files earlier versions wrote, and their format
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -49,6 +61,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 seen.add(id(variable))
                 self.variables.append(variable)
         self._described = [[v.path, list(v.shape), str(v.dtype)] for v in self.variables]
+        # A read of a TensorFlow variable is a snapshot: the optimizer's next update copies the
+        # buffer while a reader still holds it, so these tensors stay the epoch's end.
+        self._read = tf.function(lambda: [v.value for v in self.variables], autograph=False)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="resume-checkpoint")
         self._pending: concurrent.futures.Future | None = None
 
@@ -56,35 +71,45 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Load the checkpoint into the variables; returns (completed epochs, unconfirmed metrics),
         (0, []) when there is none. Anything unusable is a ResumeError and the file is left as is."""
         if not os.path.exists(self.path):
+            for name, version in _LEGACY.items():
+                if os.path.exists(os.path.join(self.directory, name)):
+                    raise resume.ResumeError(self.directory, ValueError(
+                        f"{name} is a format {version} checkpoint, this version reads format {_FORMAT}"))
             return 0, []
         try:
-            with np.load(self.path, allow_pickle=False) as stored:
-                manifest = json.loads(str(stored["manifest"]))
-                if manifest.get("format") != _FORMAT:
-                    raise ValueError(f"format {manifest.get('format')!r}, this version reads {_FORMAT}")
-                arrays = [stored[f"v{i}"] for i in range(len(manifest["variables"]))]
-            self._check(arrays)
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+            with open(self.path, "rb") as f:
+                manifest, payload = _parse(f.read())
+            arrays = self._arrays(manifest, payload)
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise resume.ResumeError(self.directory, err) from err
         for variable, value in zip(self.variables, arrays, strict=True):
             variable.assign(value)
         return int(manifest["epoch"]), manifest["metrics"]
 
-    def _check(self, arrays: list) -> None:
-        if len(arrays) != len(self.variables):
-            raise ValueError(f"it holds {len(arrays)} variables, the model and optimizer have {len(self.variables)}")
-        for variable, value in zip(self.variables, arrays):
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(f"{variable.path} has shape {tuple(variable.shape)}, the checkpoint {tuple(value.shape)}")
+    def _arrays(self, manifest: dict, payload: memoryview) -> list[np.ndarray]:
+        """The stored values, one per variable, after checking they are this model's."""
+        stored = manifest["variables"]
+        if len(stored) != len(self.variables):
+            raise ValueError(f"it holds {len(stored)} variables, the model and optimizer have {len(self.variables)}")
+        arrays, offset = [], 0
+        for variable, (_, shape, dtype) in zip(self.variables, stored):
+            if tuple(shape) != tuple(variable.shape):
+                raise ValueError(f"{variable.path} has shape {tuple(variable.shape)}, the checkpoint {tuple(shape)}")
+            if dtype != str(variable.dtype):
+                raise ValueError(f"{variable.path} has dtype {variable.dtype}, the checkpoint {dtype}")
+            numpy_dtype = variable.numpy().dtype  # bfloat16 and friends have no portable NumPy name
+            count = int(np.prod(shape, dtype=np.int64))
+            arrays.append(np.frombuffer(payload, numpy_dtype, count, offset).reshape(shape))
+            offset += count * numpy_dtype.itemsize
+        return arrays
 
     def on_epoch_end(self, epoch, logs=None):
         self.wait()  # one write at a time, in order; a failed one raises here
-        # This epoch's state: a read of a TensorFlow variable is a snapshot (the optimizer's next
-        # update copies the buffer while a reader still holds it), so no further copy is needed.
-        arrays = [v.value.numpy() for v in self.variables]
+        arrays = [t.numpy() for t in self._read()]
         manifest = {
             "format": _FORMAT,
             "epoch": epoch + 1,
+            "byteorder": sys.byteorder,
             "variables": self._described,
             "metrics": [list(m) for m in self.unconfirmed_metrics()],
         }
@@ -102,10 +127,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def _write(self, arrays: list, manifest: dict) -> None:
         os.makedirs(self.directory, exist_ok=True)
+        buffers = [memoryview(np.ascontiguousarray(a)).cast("B") for a in arrays]
+        crc = 0
+        for b in buffers:
+            crc = zlib.crc32(b, crc)
+        header = json.dumps({**manifest, "crc32": crc, "bytes": sum(b.nbytes for b in buffers)}).encode()
         partial = self.path + ".partial"
         try:
             with open(partial, "wb") as f:
-                np.savez(f, manifest=np.array(json.dumps(manifest)), **{f"v{i}": a for i, a in enumerate(arrays)})
+                f.write(_MAGIC + len(header).to_bytes(8, "little") + header)
+                for b in buffers:
+                    f.write(b)
                 f.flush()
                 os.fsync(f.fileno())  # on disk before it replaces the previous checkpoint
             os.replace(partial, self.path)
@@ -115,3 +147,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
             except OSError:
                 pass
             raise
+
+
+def _parse(data: bytes) -> tuple[dict, memoryview]:
+    """(manifest, the variables' bytes) from a checkpoint file; ValueError for anything but an
+    intact checkpoint of this format, written on a machine of this byte order."""
+    start = len(_MAGIC) + 8
+    if not data.startswith(_MAGIC) or len(data) < start:
+        raise ValueError("not a trainer checkpoint (the file does not start with its signature)")
+    end = start + int.from_bytes(data[len(_MAGIC):start], "little")
+    manifest = json.loads(data[start:end])
+    if manifest.get("format") != _FORMAT:
+        raise ValueError(f"format {manifest.get('format')!r}, this version reads {_FORMAT}")
+    if manifest["byteorder"] != sys.byteorder:
+        raise ValueError(f"written on a {manifest['byteorder']}-endian machine, this one is {sys.byteorder}-endian")
+    payload = memoryview(data)[end:]
+    if len(payload) != manifest["bytes"] or zlib.crc32(payload) != manifest["crc32"]:
+        raise ValueError(f"the file is damaged or truncated ({len(payload)} bytes of variables, the header says"
+                         f" {manifest['bytes']}; or their checksum differs)")
+    return manifest, payload

@@ -4,7 +4,7 @@ replays what the killed one already did.
 A rerun of the same command gets a new Hydra run folder, so the checkpoint folder is derived from
 the run's identity instead: <outputs>/checkpoints/<hash of the resolved config>, leaving out keys
 that do not change what is trained (resume.*, paths.*, callbacks.progress). `resume.dir` overrides
-it. The folder holds `run.json` (the MLflow run id) and `state.npz`, the epoch checkpoint both
+it. The folder holds `run.json` (the MLflow run id) and `state.ckpt`, the epoch checkpoint both
 loops write (trainer/checkpoint.py); it is deleted when the run finishes, so the next identical
 command starts a new run instead of "resuming" a finished one.
 """
