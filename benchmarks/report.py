@@ -50,6 +50,9 @@ def section_markdown(section: dict) -> str:
                   "|---|---|---|---|---|---|"]
         for row in section["rows"]:
             ratio = "" if row["ratio"] is None else f"{row['ratio']:.3f}"
+            pairs = row.get("pair_ratios") or []
+            if ratio and len(pairs) > 1:
+                ratio += f" ({min(pairs):.2f}–{max(pairs):.2f})"
             b = "" if row["b"] is None and not row["b_samples"] else fmt(row["b"], row["unit"])
             lines.append(f"| {row['case']} | {row['measure']} | {fmt(row['a'], row['unit'])} | {b} | {ratio}"
                          f" | {_target(row)} |")
@@ -69,7 +72,8 @@ def header(results: dict) -> str:
         f" {_load(results.get('load_average_end'))} at the end) on:"
         f" {one_line(results['machine'])}.\n\n"
         "Each ratio is A/B of the medians of runs made alternately (A B B A ...) in that one session;"
-        " every sample is in results.json.\n"
+        " in brackets, the lowest and highest A/B of single pairs of runs made back to back, which shows"
+        " how much the shared machine moved one measurement. Every sample is in results.json.\n"
     )
 
 

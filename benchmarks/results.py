@@ -50,7 +50,17 @@ def compare(case: str, measure: str, unit: str, a_samples: list, b_samples: list
         "case": case, "measure": measure, "unit": unit, "a": a, "b": b, "ratio": ratio,
         "target": target, "kind": kind, "met": _met(ratio, target, kind),
         "a_samples": list(a_samples), "b_samples": list(b_samples),
+        "pair_ratios": pair_ratios(a_samples, b_samples),
     }
+
+
+def pair_ratios(a_samples: list, b_samples: list) -> list[float]:
+    """A/B of each pair of runs made back to back (the i-th of each, from `interleave`). Their
+    spread shows how far the shared machine moved one ratio: it is printed beside the ratio of
+    the medians, which alone decides a target."""
+    if len(a_samples) != len(b_samples) or len(a_samples) < 2:
+        return []
+    return [x / y for x, y in zip(a_samples, b_samples) if x is not None and y]
 
 
 def value(case: str, measure: str, unit: str, samples: list, *, target: float | None = None,
@@ -60,7 +70,7 @@ def value(case: str, measure: str, unit: str, samples: list, *, target: float | 
     return {
         "case": case, "measure": measure, "unit": unit, "a": v, "b": None, "ratio": None,
         "target": target, "kind": kind, "met": _met(v, target, kind),
-        "a_samples": list(samples), "b_samples": [],
+        "a_samples": list(samples), "b_samples": [], "pair_ratios": [],
     }
 
 

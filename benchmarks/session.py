@@ -27,11 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclasses.dataclass(frozen=True)
 class Sizes:
     repeats: int            # A/B pairs of in-process runs: 3, so one run a neighbour slows is outvoted
-    process_repeats: int    # A/B pairs of whole processes: one process differs from the next by ~5%, so 5
+    process_repeats: int    # A/B pairs of whole processes: one differs from the next by 5-20% (neighbours'
+                            # load comes in waves of seconds), so 7
     epochs: int             # epochs of an in-process timing run; the first is excluded
     pipeline_repeats: int   # A/B pairs of `pipeline` runs: 3, so one run a neighbour slows is outvoted
     pipeline_epochs: int    # epochs of a `pipeline` run: its tiny models' epochs last tens of ms
-    cli_epochs: int         # epochs of a whole-process run (`overhead`)
+    cli_epochs: int         # epochs of a whole-process run (`overhead`): 60, so a median spans ~3 s of waves
     accuracy_epochs: int    # epochs behind the variants' final accuracy
     models: tuple | None    # registry models to cover; None = every registered model
     cifar_examples: int     # examples in the mock CIFAR-10 sized dataset
@@ -45,7 +46,7 @@ class Sizes:
 QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_repeats=1, pipeline_epochs=2, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
               compute_epochs=2, matmul_size=256, reject_repeats=1)
-FULL = Sizes(repeats=3, process_repeats=5, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=30,
+FULL = Sizes(repeats=3, process_repeats=7, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=60,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
              compute_epochs=4, matmul_size=2048, reject_repeats=5)
 

@@ -15,7 +15,8 @@ from benchmarks.__main__ import BENCHMARKS
 from benchmarks.probe import Clock
 from tests.conftest import REPO
 
-ROW_KEYS = {"case", "measure", "unit", "a", "b", "ratio", "target", "kind", "met", "a_samples", "b_samples"}
+ROW_KEYS = {"case", "measure", "unit", "a", "b", "ratio", "target", "kind", "met", "a_samples", "b_samples",
+            "pair_ratios"}
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +101,14 @@ def test_flops_are_counted_from_the_layers():
     model = keras.Model(inputs, outputs)
     # forward 2*MACs, weight gradients 2*MACs, input gradients 2*MACs except for the first layer
     assert training_flops_per_example(model) == 2 * (2304 + 2560) * 2 + 2 * 2560
+
+
+def test_a_ratio_shows_the_spread_of_its_back_to_back_pairs():
+    from benchmarks import report
+    from benchmarks.results import compare, section
+
+    row = compare("mlp", "steady-state epoch time", "s", [1.0, 2.2, 3.0], [1.0, 2.0, 2.0], target=1.03)
+    assert row["ratio"] == 1.1 and not row["met"]  # the medians decide the target, not the pairs
+    assert row["pair_ratios"] == pytest.approx([1.0, 1.1, 1.5])
+    assert "| 1.100 (1.00–1.50) | ≤ 1.03: missed |" in report.section_markdown(section("s", "S", "A", "B", [row]))
+    assert compare("mlp", "parameters", "count", [5], [5])["pair_ratios"] == []  # one pair: no spread
