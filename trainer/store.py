@@ -78,6 +78,7 @@ def prepare_store(uri: str) -> None:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 with_lock_retries(db.execute, "PRAGMA journal_mode=WAL")
         _sync_at_checkpoints(os.path.realpath(path))
+        _create_tables_one_process_at_a_time(uri, path)
     elif uri.startswith(("http://", "https://")):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
@@ -90,6 +91,21 @@ def prepare_store(uri: str) -> None:
                 f"tracking.uri must be a reachable MLflow tracking server (start one with `mlflow server`;"
                 f" see README, Teams); it did not answer: {reason}. Received: tracking.uri={uri}"
             ) from None
+
+
+def _create_tables_one_process_at_a_time(uri: str, path: str) -> None:
+    """Open the store once while holding an exclusive lock on <store>.lock, so MLflow creates or
+    upgrades its tables in one process at a time. Commands started together on a new store
+    otherwise all run MLflow's migrations, and all but one fail ("Online migration expected to
+    match one row", "duplicate column name": tests/test_concurrency.py). A separate lock file,
+    because closing any descriptor of the database itself would drop SQLite's own locks."""
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        MlflowClient(uri)  # builds (and caches, per process) the store: tables created or checked
 
 
 def experiment_id(client, name: str, artifact_location: str | None) -> str:
