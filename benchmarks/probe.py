@@ -11,6 +11,13 @@ As a wrapper: python -m benchmarks.probe OUT.json -- -m trainer epochs=3
 The wrapper writes the epochs, the wall-clock time of the first training step and of exit,
 and whether TensorFlow was ever imported, to OUT.json. It imports no Keras itself: Keras is
 patched the moment the target imports it, so start-up times are the target's own.
+
+Lockstep (BENCHMARKS_LOCKSTEP="<fifo to wait on>:<fifo to pass to>", set by Session.lockstep):
+several wrapped processes train one epoch at a time in turn, A B C A B C ..., so a neighbour's
+load, which on a shared machine comes in waves of seconds, falls on all of them alike. A process
+passes the turn only once it is idle (its background threads, such as a checkpoint writer or a
+metrics sender, have finished), so that work is counted in its own epoch; and after its last epoch
+it waits for one more turn, so its test evaluation never overlaps another's epoch.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import importlib.util
 import json
 import os
 import runpy
+import select
 import sys
 import time
 
@@ -38,8 +46,9 @@ class Clock:
         self.first_step_begin: float | None = None
         self.first_step_end: float | None = None
 
-    def record(self, kind: str, index: int) -> None:
-        now, cpu = time.time(), time.process_time()
+    def record(self, kind: str, index: int, now: float | None = None, cpu: float | None = None) -> None:
+        if now is None:
+            now, cpu = time.time(), time.process_time()
         if kind == "batch_begin" and self.first_step_begin is None:
             self.first_step_begin = now
         if kind == "batch_end" and self.first_step_end is None:
@@ -50,7 +59,9 @@ class Clock:
         """One dict per epoch of the last training call: begin, end of its last training step,
         end (after every epoch-end callback), training steps and each step's duration (batch
         begin to batch end), and `seconds` = time since the previous epoch ended (since this one
-        began, for the first); `cpu_seconds` and `train_cpu_seconds` are the same spans in CPU time."""
+        began, for the first); `cpu_seconds` and `train_cpu_seconds` are the same spans in CPU time.
+        `span_seconds`/`span_cpu_seconds`: from this epoch's begin to its end (in lockstep, the
+        process's own turn, without the wait for it)."""
         out: list[dict] = []
         current, step_begin = None, 0.0
         for kind, index, t, cpu in self.events:
@@ -73,6 +84,8 @@ class Clock:
                 current = None
         for epoch in out:
             train_end = epoch["train_end"] or epoch["begin"]
+            epoch["span_seconds"] = epoch["end"] - epoch["begin"]
+            epoch["span_cpu_seconds"] = epoch["cpu_end"] - epoch["cpu_begin"]
             epoch["train_seconds"] = train_end - epoch["begin"]
             epoch["step_seconds"] = epoch["train_seconds"] / epoch["steps"] if epoch["steps"] else None
             epoch["train_cpu_seconds"] = epoch["cpu_train_end"] - epoch["cpu_begin"]
@@ -81,6 +94,43 @@ class Clock:
 
 
 _active: list[Clock] = []
+LOCKSTEP = "BENCHMARKS_LOCKSTEP"
+
+
+class Baton:
+    """This process's place in a lockstep ring (see the module docstring)."""
+
+    TIMEOUT_S = 180  # longer than any turn or start-up; after it (a ring member died) run free
+
+    def __init__(self, spec: str):
+        wait_path, pass_path = spec.split(":")
+        # O_RDWR: opening a FIFO this way never blocks, and a read never sees end-of-file.
+        self._wait, self._pass = os.open(wait_path, os.O_RDWR), os.open(pass_path, os.O_RDWR)
+        self.broken = False
+
+    def take(self) -> None:
+        if not self.broken and select.select([self._wait], [], [], self.TIMEOUT_S)[0]:
+            os.read(self._wait, 1)
+        else:
+            self.broken = True
+
+    def give(self) -> None:
+        if not self.broken:
+            os.write(self._pass, b".")
+
+    @staticmethod
+    def settle(window: float = 0.001, idle_cpu: float = 0.0002, longest: float = 0.5) -> tuple[float, float]:
+        """Wait until the whole process has used almost no CPU for one `window`; returns the wall
+        and CPU time at which it went idle."""
+        deadline = time.time() + longest
+        while True:
+            now, cpu = time.time(), time.process_time()
+            time.sleep(window)
+            if time.process_time() - cpu < idle_cpu or now > deadline:
+                return now, cpu
+
+
+_baton: Baton | None = None
 
 
 def _timed(method, kind: str, after: bool):
@@ -94,6 +144,46 @@ def _timed(method, kind: str, after: bool):
             for c in _active:
                 c.record(kind, index)
         return result
+
+    wrapper.__benchmarks_probe__ = True
+    return wrapper
+
+
+def _lockstep_epoch_begin(method):
+    @functools.wraps(method)
+    def wrapper(self, index=0, logs=None, *args, **kwargs):
+        if _baton is not None:
+            _baton.take()
+        for c in _active:
+            c.record("epoch_begin", index)
+        return method(self, index, logs, *args, **kwargs)
+
+    wrapper.__benchmarks_probe__ = True
+    return wrapper
+
+
+def _lockstep_epoch_end(method):
+    @functools.wraps(method)
+    def wrapper(self, index=0, logs=None, *args, **kwargs):
+        result = method(self, index, logs, *args, **kwargs)
+        now, cpu = Baton.settle() if _baton is not None else (None, None)
+        for c in _active:
+            c.record("epoch_end", index, now, cpu)
+        if _baton is not None:
+            _baton.give()
+        return result
+
+    wrapper.__benchmarks_probe__ = True
+    return wrapper
+
+
+def _lockstep_train_end(method):
+    @functools.wraps(method)
+    def wrapper(self, logs=None, *args, **kwargs):
+        if _baton is not None:  # one more turn: every other process has finished its epochs
+            _baton.take()
+            _baton.give()
+        return method(self, logs, *args, **kwargs)
 
     wrapper.__benchmarks_probe__ = True
     return wrapper
@@ -115,12 +205,13 @@ def _patch(module) -> None:
     if getattr(cls.on_epoch_end, "__benchmarks_probe__", False):
         return
     cls.on_train_begin = _timed_train_begin(cls.on_train_begin)
-    cls.on_epoch_begin = _timed(cls.on_epoch_begin, "epoch_begin", after=False)
+    cls.on_epoch_begin = _lockstep_epoch_begin(cls.on_epoch_begin)
     cls.on_train_batch_begin = _timed(cls.on_train_batch_begin, "batch_begin", after=False)
     # After the original: the step (and, for epochs, every epoch-end callback such as MLflow
     # logging) is part of the time measured.
     cls.on_train_batch_end = _timed(cls.on_train_batch_end, "batch_end", after=True)
-    cls.on_epoch_end = _timed(cls.on_epoch_end, "epoch_end", after=True)
+    cls.on_epoch_end = _lockstep_epoch_end(cls.on_epoch_end)
+    cls.on_train_end = _lockstep_train_end(cls.on_train_end)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
@@ -165,6 +256,9 @@ def _main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--":
         sys.exit("usage: python -m benchmarks.probe OUT.json -- (-m MODULE | SCRIPT) [ARGS...]")
     out_path, target = argv[0], argv[2:]
+    global _baton
+    if os.environ.get(LOCKSTEP):
+        _baton = Baton(os.environ.pop(LOCKSTEP))  # popped: the target's own children stay out of the ring
     c = Clock()
     _active.append(c)
     install()
@@ -176,6 +270,7 @@ def _main(argv: list[str]) -> None:
             "first_step_end": c.first_step_end,
             "exit": time.time(),
             "tensorflow_imported": "tensorflow" in sys.modules,
+            "lockstep_broken": _baton.broken if _baton is not None else None,
         }
         with open(out_path, "w") as f:
             json.dump(record, f)

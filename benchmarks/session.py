@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclasses.dataclass(frozen=True)
 class Sizes:
     repeats: int            # A/B pairs of in-process runs: 3, so one run a neighbour slows is outvoted
-    process_repeats: int    # A/B pairs of whole processes: one differs from the next by 5-20% (neighbours'
-                            # load comes in waves of seconds), so 7
+    process_repeats: int    # whole processes per arm (and lockstep rings): one process's median differs
+                            # from the next by 5-20% (neighbours' load comes in waves of seconds)
     epochs: int             # epochs of an in-process timing run; the first is excluded
     pipeline_repeats: int   # A/B pairs of `pipeline` runs: 3, so one run a neighbour slows is outvoted
     pipeline_epochs: int    # epochs of a `pipeline` run: its tiny models' epochs last tens of ms
-    cli_epochs: int         # epochs of a whole-process run (`overhead`): 60, so a median spans ~3 s of waves
+    cli_epochs: int         # epochs of a whole-process run (`overhead`)
     accuracy_epochs: int    # epochs behind the variants' final accuracy
     models: tuple | None    # registry models to cover; None = every registered model
     cifar_examples: int     # examples in the mock CIFAR-10 sized dataset
@@ -46,7 +46,7 @@ class Sizes:
 QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_repeats=1, pipeline_epochs=2, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
               compute_epochs=2, matmul_size=256, reject_repeats=1)
-FULL = Sizes(repeats=3, process_repeats=7, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=60,
+FULL = Sizes(repeats=3, process_repeats=5, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=40,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
              compute_epochs=4, matmul_size=2048, reject_repeats=5)
 
@@ -152,6 +152,42 @@ class Session:
         pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
         return {**os.environ, "TRAINER_ROOT": str(self.root), "TFDS_DATA_DIR": str(self.tfds_dir),
                 "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": pythonpath}
+
+    def lockstep(self, *targets: list[str], timeout: float = 900) -> list[Run]:
+        """Run the targets as concurrent probe processes that train one epoch at a time in turn,
+        in the order given (benchmarks/probe.py, "Lockstep"); their epochs' `span_seconds` are
+        comparable epoch by epoch. Whole-process times overlap and mean nothing here."""
+        n = next(self._counter)
+        fifos = [self.workdir / f"lockstep-{n}-{i}" for i in range(len(targets))]
+        for fifo in fifos:
+            os.mkfifo(fifo)
+        first = os.open(fifos[0], os.O_RDWR)
+        os.write(first, b".")  # the first target has the first turn
+        outs = [self.workdir / f"probe-{n}-{i}.json" for i in range(len(targets))]
+        procs = []
+        with open(self.log_path, "a") as log:
+            for i, target in enumerate(targets):
+                print(f"\n=== lockstep {i}: {' '.join(target)}", file=log, flush=True)
+                env = {**self.env(), probe.LOCKSTEP: f"{fifos[i]}:{fifos[(i + 1) % len(targets)]}"}
+                procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.probe", str(outs[i]), "--", *target],
+                                              cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT))
+            deadline = time.time() + timeout
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(1.0, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        os.close(first)
+        runs = []
+        for proc, out, target in zip(procs, outs, targets):
+            record = json.loads(out.read_text()) if out.exists() else {}
+            if proc.returncode not in (0, 2) or record.get("lockstep_broken"):
+                say(f"  warning: lockstep {' '.join(target)} exited {proc.returncode}"
+                    f"{', out of step' if record.get('lockstep_broken') else ''}; see {self.log_path}")
+            runs.append(Run(epochs=record.get("epochs", []), metrics={}, wall=float("nan"), after_last_epoch=None,
+                            returncode=proc.returncode if not record.get("lockstep_broken") else -1))
+        return runs
 
     def spawn(self, *target: str, timeout: float = 900) -> Run:
         """Run `python -m benchmarks.probe OUT -- TARGET...` and time it from the outside."""

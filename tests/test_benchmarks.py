@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -80,13 +81,37 @@ def test_clock_turns_callback_events_into_epochs():
     events = [("train_begin", 0, 0.0), ("epoch_begin", 0, 1.0), ("batch_begin", 0, 1.0), ("batch_end", 0, 3.0),
               ("batch_begin", 1, 3.0), ("batch_end", 1, 4.0), ("epoch_end", 0, 5.0), ("epoch_begin", 1, 5.0),
               ("batch_begin", 0, 5.5), ("batch_end", 0, 6.0), ("batch_begin", 1, 6.0), ("batch_end", 1, 6.5),
-              ("epoch_end", 1, 7.0)]
+              ("epoch_end", 1, 7.0), ("epoch_begin", 2, 9.0), ("batch_begin", 0, 9.0), ("batch_end", 0, 9.5),
+              ("epoch_end", 2, 10.0)]  # epoch 2 began 2 s late, as after a wait for its turn in lockstep
     clock.events = [(kind, index, t, t / 2) for kind, index, t in events]  # CPU time runs at half speed
-    first, second = clock.epochs()
+    first, second, third = clock.epochs()
     assert (first["seconds"], first["train_seconds"], first["steps"], first["step_durations"]) == (4.0, 3.0, 2,
                                                                                                  [2.0, 1.0])
     assert (second["seconds"], second["train_seconds"], second["step_seconds"]) == (2.0, 1.5, 0.75)
     assert (second["cpu_seconds"], second["train_cpu_seconds"], second["step_cpu_seconds"]) == (1.0, 0.75, 0.375)
+    assert (third["seconds"], third["span_seconds"], third["span_cpu_seconds"]) == (3.0, 1.0, 0.5)
+
+
+def test_lockstep_baton_passes_turns_and_runs_free_when_a_process_is_gone(tmp_path, monkeypatch):
+    from benchmarks.probe import Baton
+
+    first, second = tmp_path / "0", tmp_path / "1"
+    for fifo in (first, second):
+        os.mkfifo(fifo)
+    a, b = Baton(f"{first}:{second}"), Baton(f"{second}:{first}")
+    os.write(os.open(first, os.O_RDWR), b".")  # the first process has the first turn
+    monkeypatch.setattr(Baton, "TIMEOUT_S", 0.05)
+    b.take()
+    assert b.broken  # not its turn: after the timeout it runs free
+    b.broken = False
+    a.take()
+    a.give()
+    b.take()
+    assert not a.broken and not b.broken
+    a.take()  # b has not passed the turn back
+    assert a.broken
+    wall, cpu = Baton.settle()  # an idle process settles at once
+    assert abs(wall - time.time()) < 0.5
 
 
 def test_flops_are_counted_from_the_layers():
