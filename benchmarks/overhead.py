@@ -60,24 +60,12 @@ def _rows(case: str, a, b, target, *, key: str = "span_seconds") -> list[dict]:
     ]
 
 
-def _lockstep(session, arms: list[list[str]]) -> list[list]:
-    """`process_repeats` rings of the arms in lockstep, rotated so each leads in turn."""
-    runs: list[list] = [[] for _ in arms]
-    for i in range(session.sizes.process_repeats):
-        order = [(k + i) % len(arms) for k in range(len(arms))]
-        for k, r in zip(order, session.lockstep(*(arms[k] for k in order))):
-            runs[k].append(r)
-        say(f"  overhead lockstep {i + 1}: " + ", ".join(
-            f"epoch {median(runs[k][-1].steady('span_seconds')) or 0:.3f} s" for k in range(len(arms))))
-    return runs
-
-
 def run(session) -> dict:
     trainer, plain = commands(session)
     no_resume = [*trainer, NO_RESUME]
     epochs = session.sizes.cli_epochs
     labels = ["python -m trainer", "benchmarks/plain_keras.py", f"python -m trainer {NO_RESUME}"]
-    la, lb, lc = _lockstep(session, [trainer, plain, no_resume])
+    la, lb, lc = session.lockstep_rings([trainer, plain, no_resume], session.sizes.process_repeats, "overhead")
     a, b, c = interleave([_spawner(session, labels[0], trainer), _spawner(session, labels[1], plain),
                           _spawner(session, labels[2], no_resume)], session.sizes.process_repeats)
     for runs, label in zip((la, lb, lc, a, b, c), labels * 2):

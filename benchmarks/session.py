@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks import probe
-from benchmarks.results import say
+from benchmarks.results import median, say
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ class Sizes:
     repeats: int            # A/B pairs of in-process runs: 3, so one run a neighbour slows is outvoted
     process_repeats: int    # whole processes per arm (and lockstep rings): one process's median differs
                             # from the next by 5-20% (neighbours' load comes in waves of seconds)
-    epochs: int             # epochs of an in-process timing run; the first is excluded
+    epochs: int             # epochs of a `loops` run (processes in lockstep); the first is excluded
     pipeline_repeats: int   # A/B pairs of `pipeline` runs: 3, so one run a neighbour slows is outvoted
     pipeline_epochs: int    # epochs of a `pipeline` run: its tiny models' epochs last tens of ms
     cli_epochs: int         # epochs of a whole-process run (`overhead`)
@@ -46,7 +46,7 @@ class Sizes:
 QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_repeats=1, pipeline_epochs=2, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
               compute_epochs=2, matmul_size=256, reject_repeats=1)
-FULL = Sizes(repeats=3, process_repeats=5, epochs=3, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=40,
+FULL = Sizes(repeats=3, process_repeats=5, epochs=6, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=40,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
              compute_epochs=4, matmul_size=2048, reject_repeats=5)
 
@@ -152,6 +152,26 @@ class Session:
         pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
         return {**os.environ, "TRAINER_ROOT": str(self.root), "TFDS_DATA_DIR": str(self.tfds_dir),
                 "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": pythonpath}
+
+    def trainer_command(self, *overrides: str) -> list[str]:
+        """`python -m trainer OVERRIDES` as a probe target, on the session's data and store."""
+        return ["-m", "trainer", *overrides, f"data.data_dir={self.tfds_dir}"]
+
+    def lockstep_rings(self, arms: list[list[str]], repeats: int, label: str) -> list[list[Run]]:
+        """`repeats` rings of the arms in lockstep, rotated so each leads in turn; the runs of
+        each arm, in ring order (so the i-th runs of two arms shared ring i). A run that failed or
+        fell out of step raises, naming the arm."""
+        runs: list[list[Run]] = [[] for _ in arms]
+        for i in range(repeats):
+            order = [(k + i) % len(arms) for k in range(len(arms))]
+            for k, r in zip(order, self.lockstep(*(arms[k] for k in order))):
+                if r.returncode != 0 or len(r.epochs) < 2:
+                    raise RuntimeError(f"{' '.join(arms[k])} exited {r.returncode} after {len(r.epochs)} epochs"
+                                       f" in lockstep; see {self.log_path}")
+                runs[k].append(r)
+            say(f"  {label} lockstep {i + 1}: " + ", ".join(
+                f"epoch {median(runs[k][-1].steady('span_seconds')) * 1000:.1f} ms" for k in range(len(arms))))
+        return runs
 
     def lockstep(self, *targets: list[str], timeout: float = 900) -> list[Run]:
         """Run the targets as concurrent probe processes that train one epoch at a time in turn,
