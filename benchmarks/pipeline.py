@@ -1,9 +1,8 @@
 """pipeline: training step time with the real tf.data pipeline vs the same batches in memory.
 
 For every registry model, on digits and on mock CIFAR-10 sized data (32x32x3, 10 classes, from
-`tfds.testing.mock_data`), `train(cfg)` runs twice, as two processes in lockstep, one epoch each
-in turn (benchmarks/pipeline_arm.py, benchmarks/probe.py): once as configured, once with the
-training split replaced by the batches the real pipeline produced, materialized as tensors
+`tfds.testing.mock_data`), `train(cfg)` runs twice alternately: once as configured, once with
+the training split replaced by the batches the real pipeline produced, materialized as tensors
 before training starts (no reading, decoding, shuffling or batching left to do). The first epoch
 is excluded. Target: at most 1.05, with augmentation off in both arms so that they train on the
 same kind of batches; `data=cifar10`'s flip+crop is measured beside it with no target.
@@ -15,7 +14,7 @@ import contextlib
 import dataclasses
 import time
 
-from benchmarks.results import compare, section
+from benchmarks.results import alternate, compare, median, say, section
 
 TARGET = 1.05
 NO_AUGMENT = ("data.augment.flip=false", "data.augment.crop=0", "data.augment.translate=0.0")
@@ -109,14 +108,23 @@ def run(session) -> dict:
         names = [n for n in session.model_names() if models is None or n in models]
         if not names:
             continue
-        with context(session):
-            pass  # a mock dataset's metadata is written here once, not by two processes at a time
+        loaded: list = []
         for name in names:
-            args = (f"model={name}", *overrides(session), *extra, *session.untracked())
-            arm = lambda which: ["-m", "benchmarks.pipeline_arm", str(session.workdir), str(session.log_path),
-                                 dataset, which, str(session.sizes.cifar_examples), *args, f"epochs={epochs}"]
-            a, b = session.lockstep_rings([arm("real"), arm("memory")], session.sizes.pipeline_repeats,
-                                          f"pipeline {case} {name} real/memory")
+            args = (f"model={name}", *overrides(session), *extra, f"epochs={epochs}", *session.untracked())
+
+            def real(i):
+                with context(session):
+                    r = session.train(*args)
+                say(f"  pipeline {case} {name} real {i + 1}: step {median(r.steady('step_seconds')) * 1000:.2f} ms")
+                return r
+
+            def memory(i):
+                with context(session), batches_in_memory(loaded):
+                    r = session.train(*args)
+                say(f"  pipeline {case} {name} memory {i + 1}: step {median(r.steady('step_seconds')) * 1000:.2f} ms")
+                return r
+
+            a, b = alternate(real, memory, session.sizes.pipeline_repeats)
             # Every steady epoch of every run is a sample, so the median stands with one run (or
             # a few epochs of each) slowed by a neighbour.
             steady = lambda runs, key: [v for r in runs for v in r.steady(key)]
@@ -124,9 +132,6 @@ def run(session) -> dict:
                                 steady(a, "step_seconds"), steady(b, "step_seconds"), target=target))
             rows.append(compare(f"{name}, {case}", "steady-state step CPU time", "s",
                                 steady(a, "step_cpu_seconds"), steady(b, "step_cpu_seconds")))
-        loaded: list = []  # the last model's two training datasets, for the iterator rows
-        with context(session), batches_in_memory(loaded):
-            session.train(*args, "epochs=1")
         real_train, memory_train = loaded[-1]
         with context(session):
             iterator_rows.append(compare(case, "creating a training iterator, CPU time", "s",
@@ -134,8 +139,7 @@ def run(session) -> dict:
                                          iterator_cpu_seconds(memory_train, ITERATORS)))
     notes = [
         f"`train(cfg)` with tracking off, default batch size, {epochs} epochs per run (first excluded),"
-        f" {session.sizes.pipeline_repeats} pairs of processes in lockstep, each arm leading in turn; medians"
-        " over every steady epoch of those runs."
+        f" {session.sizes.pipeline_repeats} runs each, alternately; medians over every steady epoch of those runs."
         f" Mock CIFAR-10 has {session.sizes.cifar_examples} random examples per split.",
         "Step time: from the start of an epoch to the end of its last training step, over the steps; so it"
         " includes the epoch's new iterator and the wait for its first batch.",
