@@ -48,13 +48,13 @@ def _spawner(session, label: str, command: list[str]):
     return go
 
 
-def _rows(case: str, a, b, target, *, key: str = "span_seconds") -> list[dict]:
-    cpu_key = key.replace("seconds", "cpu_seconds")
+def _rows(case: str, a, b, target) -> list[dict]:
+    """Epoch and step rows of runs made in lockstep (an epoch is the process's own turn)."""
     return [
-        compare(case, "steady-state epoch time", "s", [median(r.steady(key)) for r in a],
-                [median(r.steady(key)) for r in b], target=target),
-        compare(case, "steady-state epoch CPU time", "s", [median(r.steady(cpu_key)) for r in a],
-                [median(r.steady(cpu_key)) for r in b]),
+        compare(case, "steady-state epoch time", "s", [median(r.steady("span_seconds")) for r in a],
+                [median(r.steady("span_seconds")) for r in b], target=target),
+        compare(case, "steady-state epoch CPU time", "s", [median(r.steady("span_cpu_seconds")) for r in a],
+                [median(r.steady("span_cpu_seconds")) for r in b]),
         compare(case, "training step time", "s", [median(r.steady("step_seconds")) for r in a],
                 [median(r.steady("step_seconds")) for r in b]),
     ]
