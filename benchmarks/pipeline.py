@@ -1,11 +1,16 @@
 """pipeline: training step time with the real tf.data pipeline vs the same batches in memory.
 
 For every registry model, on digits and on mock CIFAR-10 sized data (32x32x3, 10 classes, from
-`tfds.testing.mock_data`), `train(cfg)` runs twice alternately: once as configured, once with
-the training split replaced by the batches the real pipeline produced, materialized as tensors
-before training starts (no reading, decoding, shuffling or batching left to do). The first epoch
-is excluded. Target: at most 1.05, with augmentation off in both arms so that they train on the
-same kind of batches; `data=cifar10`'s flip+crop is measured beside it with no target.
+`tfds.testing.mock_data`), `train(cfg)` trains the model for one epoch and keeps the training
+split it loaded and the same batches materialized as tensors (no reading, decoding, shuffling or
+batching left to do). That one compiled model then trains for one epoch at a time on each, in
+turn (real, memory, memory, real, ...), in this process: both arms share the process, the model
+and its traced step, and adjacent epochs share the machine's load. Target: at most 1.05, with
+augmentation off in both arms so that they train on the same kind of batches; `data=cifar10`'s
+flip+crop is measured beside it with no target.
+
+Why not two processes: in lockstep (as `loops` runs) two processes training the same thing
+differed by a few percent of their own, which three rings of new processes did not average out.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import dataclasses
 import time
 
-from benchmarks.results import alternate, compare, median, say, section
+from benchmarks.results import compare, interleave, median, say, section
 
 TARGET = 1.05
 NO_AUGMENT = ("data.augment.flip=false", "data.augment.crop=0", "data.augment.translate=0.0")
@@ -22,7 +27,12 @@ ITERATORS = 20  # training iterators created per case to time `iter(dataset)`
 
 
 def in_memory(dataset):
-    """The batches of one pass over `dataset`, served from memory in the same order."""
+    """The batches of one pass over `dataset`, served from memory in the same order, two ahead.
+
+    tf.data's autotuning is off here: with it on, destroying the previous epoch's iterator (which
+    Model.fit does as each epoch starts) waited, idle, for the autotuning thread, 0.1-1.7 s at about
+    one epoch in four for cnn on mock CIFAR-10 (py-spy: RootDataset::Iterator::~Iterator), which made
+    the reference slower than the real pipeline. A fixed prefetch of two is the cheapest feed."""
     import tensorflow as tf
 
     batches = list(dataset)
@@ -32,7 +42,9 @@ def in_memory(dataset):
     served = tf.data.Dataset.from_tensor_slices(stacked)
     for batch in batches[len(full):]:  # the last, partial batch
         served = served.concatenate(tf.data.Dataset.from_tensors(batch))
-    return served
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return served.prefetch(2).with_options(options)
 
 
 @contextlib.contextmanager
@@ -100,46 +112,52 @@ CASES = (
 )
 
 
+def alternate_epochs(session, model, real, memory, label: str) -> tuple[list[dict], list[dict]]:
+    """`pipeline_epochs` epochs of `model` on each split, alternately, as Model.fit runs them (a
+    new iterator per epoch); the first pair is left out (the in-memory split's first iterator)."""
+    from benchmarks import probe
+
+    def epoch(dataset):
+        def go(i):
+            with session.quiet(), probe.clock() as clock:
+                model.fit(dataset, epochs=1, verbose=0, shuffle=False)
+            return clock.epochs()[0]
+        return go
+
+    a, b = interleave([epoch(real), epoch(memory)], session.sizes.pipeline_epochs)
+    a, b = a[1:], b[1:]
+    say(f"  pipeline {label}: step {median(e['step_seconds'] for e in a) * 1000:.2f} ms real,"
+        f" {median(e['step_seconds'] for e in b) * 1000:.2f} ms in memory")
+    return a, b
+
+
 def run(session) -> dict:
-    epochs = session.sizes.pipeline_epochs
     rows, iterator_rows = [], []
     for case, dataset, extra, models, target in CASES:
         overrides, context = DATASETS[dataset]
         names = [n for n in session.model_names() if models is None or n in models]
         if not names:
             continue
-        loaded: list = []
         for name in names:
-            args = (f"model={name}", *overrides(session), *extra, f"epochs={epochs}", *session.untracked())
-
-            def real(i):
-                with context(session):
-                    r = session.train(*args)
-                say(f"  pipeline {case} {name} real {i + 1}: step {median(r.steady('step_seconds')) * 1000:.2f} ms")
-                return r
-
-            def memory(i):
-                with context(session), batches_in_memory(loaded):
-                    r = session.train(*args)
-                say(f"  pipeline {case} {name} memory {i + 1}: step {median(r.steady('step_seconds')) * 1000:.2f} ms")
-                return r
-
-            a, b = alternate(real, memory, session.sizes.pipeline_repeats)
-            # Every steady epoch of every run is a sample, so the median stands with one run (or
-            # a few epochs of each) slowed by a neighbour.
-            steady = lambda runs, key: [v for r in runs for v in r.steady(key)]
-            rows.append(compare(f"{name}, {case}", "steady-state step time", "s",
-                                steady(a, "step_seconds"), steady(b, "step_seconds"), target=target))
-            rows.append(compare(f"{name}, {case}", "steady-state step CPU time", "s",
-                                steady(a, "step_cpu_seconds"), steady(b, "step_cpu_seconds")))
-        real_train, memory_train = loaded[-1]
+            loaded: list = []
+            with context(session), batches_in_memory(loaded):
+                trained = session.train(f"model={name}", *overrides(session), *extra, "epochs=1",
+                                        *session.untracked(), "resume.enabled=false")
+                real_train, memory_train = loaded[-1]
+                a, b = alternate_epochs(session, trained.model, real_train, memory_train, f"{case} {name}")
+            for key, measure, row_target in (("step_seconds", "steady-state step time", target),
+                                             ("step_cpu_seconds", "steady-state step CPU time", None)):
+                rows.append(compare(f"{name}, {case}", measure, "s", [e[key] for e in a], [e[key] for e in b],
+                                    target=row_target))
         with context(session):
             iterator_rows.append(compare(case, "creating a training iterator, CPU time", "s",
                                          iterator_cpu_seconds(real_train, ITERATORS),
                                          iterator_cpu_seconds(memory_train, ITERATORS)))
     notes = [
-        f"`train(cfg)` with tracking off, default batch size, {epochs} epochs per run (first excluded),"
-        f" {session.sizes.pipeline_repeats} runs each, alternately; medians over every steady epoch of those runs."
+        "Default batch size, tracking off. `train(cfg)` trains each model for one epoch; then that model"
+        f" trains {session.sizes.pipeline_epochs} epochs on each split, alternately (real, memory, memory,"
+        " real, ...) with `Model.fit`, the first of each left out; medians over the epochs, pairs epoch"
+        " by epoch."
         f" Mock CIFAR-10 has {session.sizes.cifar_examples} random examples per split.",
         "Step time: from the start of an epoch to the end of its last training step, over the steps; so it"
         " includes the epoch's new iterator and the wait for its first batch.",

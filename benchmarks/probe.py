@@ -45,6 +45,7 @@ class Clock:
         self.events: list[tuple[str, int, float, float]] = []
         self.first_step_begin: float | None = None
         self.first_step_end: float | None = None
+        self.model = None  # the model the last training call trained, for benchmarks that reuse it
 
     def record(self, kind: str, index: int, now: float | None = None, cpu: float | None = None) -> None:
         if now is None:
@@ -194,6 +195,7 @@ def _timed_train_begin(method):
     def wrapper(self, logs=None, *args, **kwargs):
         for c in _active:
             c.record("train_begin", 0)
+            c.model = self.model
         return method(self, logs, *args, **kwargs)
 
     wrapper.__benchmarks_probe__ = True

@@ -30,8 +30,8 @@ class Sizes:
     process_repeats: int    # whole processes per arm (and lockstep rings): one process's median differs
                             # from the next by 5-20% (neighbours' load comes in waves of seconds)
     epochs: int             # epochs of a `loops` run (processes in lockstep); the first is excluded
-    pipeline_repeats: int   # A/B pairs of `pipeline` runs: 3, so one run a neighbour slows is outvoted
-    pipeline_epochs: int    # epochs of a `pipeline` run: its tiny models' epochs last tens of ms
+    pipeline_epochs: int    # epochs per arm of a `pipeline` case, alternating; its tiny models' epochs
+                            # last tens of ms
     cli_epochs: int         # epochs of a whole-process run (`overhead`)
     accuracy_epochs: int    # epochs behind the variants' final accuracy
     models: tuple | None    # registry models to cover; None = every registered model
@@ -43,10 +43,10 @@ class Sizes:
     reject_repeats: int
 
 
-QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_repeats=1, pipeline_epochs=2, cli_epochs=2,
+QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_epochs=3, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
               compute_epochs=2, matmul_size=256, reject_repeats=1)
-FULL = Sizes(repeats=3, process_repeats=5, epochs=6, pipeline_repeats=3, pipeline_epochs=6, cli_epochs=40,
+FULL = Sizes(repeats=3, process_repeats=5, epochs=6, pipeline_epochs=16, cli_epochs=40,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
              compute_epochs=4, matmul_size=2048, reject_repeats=5)
 
@@ -62,6 +62,7 @@ class Run:
     first_step: float | None = None   # seconds from start to the end of the first training step
     returncode: int = 0
     tensorflow_imported: bool | None = None
+    model: object = None              # the trained, compiled Keras model (in-process runs only)
 
     def steady(self, key: str = "seconds") -> list[float]:
         """Per-epoch values with the first epoch (tracing, cache filling) left out."""
@@ -145,7 +146,7 @@ class Session:
         epochs = clock.epochs()
         return Run(epochs=epochs, metrics=metrics, wall=end - start,
                    after_last_epoch=end - epochs[-1]["end"] if epochs else None,
-                   first_step=clock.first_step_end - start if clock.first_step_end else None)
+                   first_step=clock.first_step_end - start if clock.first_step_end else None, model=clock.model)
 
     # -- whole processes ------------------------------------------------------------------
     def env(self) -> dict:
