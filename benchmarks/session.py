@@ -30,8 +30,8 @@ class Sizes:
     process_repeats: int    # whole processes per arm (and lockstep rings): one process's median differs
                             # from the next by 5-20% (neighbours' load comes in waves of seconds)
     epochs: int             # epochs of a `loops` run (processes in lockstep); the first is excluded
-    pipeline_epochs: int    # epochs per arm of a `pipeline` case, alternating; its tiny models' epochs
-                            # last tens of ms
+    pipeline_epochs: int    # least epochs per arm of a `pipeline` case, alternating
+    pipeline_seconds: float  # and least training time per arm: tiny models' epochs last tens of ms
     cli_epochs: int         # epochs of a whole-process run (`overhead`)
     accuracy_epochs: int    # epochs behind the variants' final accuracy
     models: tuple | None    # registry models to cover; None = every registered model
@@ -43,10 +43,10 @@ class Sizes:
     reject_repeats: int
 
 
-QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_epochs=3, cli_epochs=2,
+QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_epochs=3, pipeline_seconds=0.0, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
               compute_epochs=2, matmul_size=256, reject_repeats=1)
-FULL = Sizes(repeats=3, process_repeats=5, epochs=6, pipeline_epochs=16, cli_epochs=40,
+FULL = Sizes(repeats=3, process_repeats=5, epochs=6, pipeline_epochs=16, pipeline_seconds=5.0, cli_epochs=40,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
              compute_epochs=4, matmul_size=2048, reject_repeats=5)
 
