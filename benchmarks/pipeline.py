@@ -70,8 +70,8 @@ def batches_in_memory(loaded: list | None = None):
 
 
 def iterator_cpu_seconds(dataset, times: int) -> list[float]:
-    """CPU time of `iter(dataset)`, which Model.fit calls twice per epoch (a fresh iterator at
-    the start, and one it makes and drops at the end: keras/src/trainers/epoch_iterator.py)."""
+    """CPU time of `iter(dataset)`, which both loops call once per epoch (Model.fit, given
+    steps_per_epoch as the framework gives it; without it, twice: keras/src/trainers/epoch_iterator.py)."""
     samples = []
     for _ in range(times):
         start = time.process_time()
@@ -175,10 +175,12 @@ def run(session) -> dict:
         " target: the real pipeline augments every batch anew each epoch while the in-memory arm replays"
         " one augmented pass, so their ratio is what augmentation costs on this machine (shown for mlp only,"
         " the model that hides it least, to keep the benchmark short).",
-        "Creating a training iterator: `iter()` on the training split, as Model.fit does twice per epoch."
+        "Creating a training iterator: `iter()` on the training split, as both loops do once per epoch."
         " TensorFlow instantiates (and Grappler-optimizes) every `map` function after the cache again for"
-        " each new iterator, so the augmentation costs that once per iterator on top of its per-batch work:"
-        " a fixed cost per epoch that shows on the tens-of-steps epochs here, not on full-size datasets.",
+        " each new iterator, so the augmentation costs that once per epoch on top of its per-batch work:"
+        " a fixed cost that shows on the tens-of-steps epochs here, not on full-size datasets. Here each"
+        " epoch is its own `Model.fit` call, so the iterator is made as the epoch starts and counts in its"
+        " step time in both arms; in a run the loops make it as the previous epoch's training ends.",
     ]
     return section("pipeline", "Input pipeline: real tf.data vs batches in memory", "real pipeline",
                    "in memory", rows + iterator_rows, notes)

@@ -92,16 +92,10 @@ def seed_states(model) -> list:
     return [g.state for layer in model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
 
 
-def draw_unused_shuffle(dataset) -> None:
-    """Draw the shuffle order Model.fit draws and never uses at the end of every full epoch (its
-    epoch iterator makes a fresh iterator then, and another at the next epoch's start:
-    keras/src/trainers/epoch_iterator.py). The custom loop does the same, so both loops see the
-    examples in the same order and a deterministic run gives the same numbers in either."""
-    iter(dataset)
-
-
 def replay_shuffles(dataset, epochs_done: int) -> None:
-    """Advance a reshuffling dataset past the epochs already trained, two orders per epoch (see
-    draw_unused_shuffle), so epoch k of a resumed run sees the order it saw originally."""
-    for _ in range(2 * epochs_done):
+    """Advance a reshuffling dataset past the epochs already trained, one order per epoch, so epoch
+    k of a resumed run sees the order it saw originally. Both loops make exactly one training
+    iterator per epoch: Model.fit, given steps_per_epoch, makes the next epoch's as an epoch ends
+    and keeps it (keras/src/trainers/epoch_iterator.py); the custom loop does the same."""
+    for _ in range(epochs_done):
         iter(dataset)

@@ -66,10 +66,10 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     model.stop_training = False
     cbs.on_train_begin()
     epoch_logs: dict = {}
+    iterator = iter(train)
     for epoch in range(initial_epoch, epochs):
         steps.reset()
         cbs.on_epoch_begin(epoch)
-        iterator = iter(train)
         logs = {}
         for begin, end in _blocks(sizes["train"], spe):
             cbs.on_train_batch_begin(begin)
@@ -78,7 +78,9 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
             if model.stop_training:
                 break
         else:
-            resume.draw_unused_shuffle(train)
+            # The next epoch's iterator, made as this one ends, as Model.fit makes it: one
+            # iterator (and one shuffle order) per epoch in both loops.
+            iterator = iter(train)
         epoch_logs = {k: float(v) for k, v in logs.items()}
         val_logs = _evaluate(steps, validation, sizes["validation"], spe, cbs)
         epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
