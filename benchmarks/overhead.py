@@ -14,7 +14,7 @@ separate runs, one process at a time, interleaved.
 
 from __future__ import annotations
 
-from benchmarks.results import compare, interleave, mean, median, say, section
+from benchmarks.results import compare, interleave, median, say, section
 from benchmarks.session import REPO
 
 TARGET = 1.03
@@ -51,10 +51,10 @@ def _spawner(session, label: str, command: list[str]):
 def _rows(case: str, a, b, target) -> list[dict]:
     """Epoch and step rows of runs made in lockstep (an epoch is the process's own turn)."""
     return [
-        compare(case, "steady-state epoch time", "s", [mean(r.steady("span_seconds")) for r in a],
-                [mean(r.steady("span_seconds")) for r in b], target=target),
-        compare(case, "steady-state epoch CPU time", "s", [mean(r.steady("span_cpu_seconds")) for r in a],
-                [mean(r.steady("span_cpu_seconds")) for r in b]),
+        compare(case, "steady-state epoch time", "s", [median(r.steady("span_seconds")) for r in a],
+                [median(r.steady("span_seconds")) for r in b], target=target),
+        compare(case, "steady-state epoch CPU time", "s", [median(r.steady("span_cpu_seconds")) for r in a],
+                [median(r.steady("span_cpu_seconds")) for r in b]),
         compare(case, "training step time", "s", [median(r.steady("step_seconds")) for r in a],
                 [median(r.steady("step_seconds")) for r in b]),
     ]
@@ -87,8 +87,7 @@ def run(session) -> dict:
         f"Epoch rows: the three processes in lockstep, one epoch each in turn, {len(la)} times with each"
         " leading in turn; an epoch runs from its start to the moment the process is idle after every"
         " epoch-end callback (training, validation, MLflow logging and the resume checkpoint's background"
-        " write included); the mean of each process's steady epochs (so work done once every few epochs,"
-        " such as MLflow's send every 2 s, counts), then the median across processes. Step time: medians.",
+        " write included); medians per process, then across processes.",
         f"\"One process at a time\" rows: {len(a)} separate processes of each kind, interleaved; their epoch"
         " time runs from the end of one epoch to the end of the next.",
         "Time after the last epoch: test evaluation, model logging and interpreter exit (B has no tracking).",

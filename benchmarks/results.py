@@ -34,13 +34,6 @@ def median(values) -> float | None:
     return statistics.median(values) if values else None
 
 
-def mean(values) -> float | None:
-    """For one process's epochs in lockstep, where every epoch met the same waves of load: unlike
-    the median, it counts work done once every few epochs (MLflow's send every 2 s)."""
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
-
-
 def _met(value: float | None, target: float | None, kind: str) -> bool | None:
     if value is None or target is None:
         return None

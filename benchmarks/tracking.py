@@ -10,7 +10,7 @@ the end of a run: `train(cfg)` in this process, tracking on and off alternately.
 
 from __future__ import annotations
 
-from benchmarks.results import compare, interleave, mean, median, say, section
+from benchmarks.results import compare, interleave, median, say, section
 
 TARGET = 1.03
 NO_RESUME = "resume.enabled=false"
@@ -44,10 +44,10 @@ def run(session) -> dict:
 
     def pair(case, a, b, target):
         return [
-            compare(case, "steady-state epoch time", "s", [mean(r.steady("span_seconds")) for r in a],
-                    [mean(r.steady("span_seconds")) for r in b], target=target),
-            compare(case, "steady-state epoch CPU time", "s", [mean(r.steady("span_cpu_seconds")) for r in a],
-                    [mean(r.steady("span_cpu_seconds")) for r in b]),
+            compare(case, "steady-state epoch time", "s", [median(r.steady("span_seconds")) for r in a],
+                    [median(r.steady("span_seconds")) for r in b], target=target),
+            compare(case, "steady-state epoch CPU time", "s", [median(r.steady("span_cpu_seconds")) for r in a],
+                    [median(r.steady("span_cpu_seconds")) for r in b]),
         ]
 
     case = f"mlp, digits, {epochs} epochs"
@@ -60,8 +60,7 @@ def run(session) -> dict:
     notes = [
         f"Epoch rows: `python -m trainer`, the four arms in lockstep, {session.sizes.repeats} rings, each arm"
         " leading in turn; an epoch runs from its start to the moment the process is idle after its"
-        " epoch-end callbacks (MLflow logging and the resume checkpoint included); the mean of each process's"
-        " steady epochs, so MLflow's send every 2 s counts, then the median across rings. Default local SQLite store.",
+        " epoch-end callbacks (MLflow logging and the resume checkpoint included). Default local SQLite store.",
         f"In-process rows: `trainer.train.train`, {session.sizes.repeats} runs with tracking on and off,"
         " alternately. Time after the last epoch: from the end of the last epoch to `train` returning (test"
         " evaluation in both; model logging, plots and the final flush only with tracking on).",
