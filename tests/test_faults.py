@@ -100,6 +100,34 @@ def test_signal_ends_run_killed_with_metrics_and_a_checkpoint_the_same_command_r
     assert not (tmp_path / "outputs" / "checkpoints" / folder.name).exists()  # finished: nothing to resume
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_whose_exception_was_swallowed_still_ends_the_run_killed(make_cfg, tmp_path, monkeypatch, sig):
+    # TensorFlow or Keras code can swallow the KeyboardInterrupt a signal raises (1 in 25 Ctrl-Cs
+    # sent to `python -m trainer` during training were lost): here a callback swallows it.
+    import keras
+
+    from trainer import callbacks as callbacks_lib
+    from trainer.train import train
+
+    class Swallow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                try:
+                    os.kill(os.getpid(), sig)
+                    time.sleep(5)  # the handler raises in here, and the exception goes no further
+                except KeyboardInterrupt:
+                    pass
+
+    real_build = callbacks_lib.build
+    monkeypatch.setattr(callbacks_lib, "build", lambda *a, **k: [Swallow(), *real_build(*a, **k)])
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("model=mlp", "width=8", "epochs=3"))
+    client = MlflowClient(tracking_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("trainer").experiment_id])
+    assert run.info.status == "KILLED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == []  # stopped in epoch 1
+
+
 def test_sigkill_leaves_a_checkpoint_the_next_run_fails_the_stale_run_the_same_command_resumes_it(
         cli, tmp_path, tfds_dir):
     training = Training(tmp_path, tfds_dir, *KILLED_RUN, "seed=3")

@@ -8,6 +8,8 @@ import os
 
 import keras
 
+from trainer import signals
+
 VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 
 
@@ -39,6 +41,17 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         )
 
 
+class RaiseLostSignal(keras.callbacks.Callback):
+    """Raise a SIGTERM or Ctrl-C whose exception TensorFlow or Keras swallowed (trainer/signals.py),
+    at the next batch end, so the run ends KILLED instead of training on."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        signals.raise_if_received()
+
+    def on_epoch_end(self, epoch, logs=None):  # after validation, which has no batch-end check
+        signals.raise_if_received()
+
+
 def verbosity(progress: str) -> int:
     return VERBOSITY[progress]
 
@@ -46,7 +59,7 @@ def verbosity(progress: str) -> int:
 def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list) -> list[keras.callbacks.Callback]:
     """The run's callbacks in the order they fire; `loggers` (MLflow) come after anything that
     adds to the epoch's logs, such as ReduceLROnPlateau's learning_rate."""
-    built: list[keras.callbacks.Callback] = []
+    built: list[keras.callbacks.Callback] = [RaiseLostSignal()]
     if callbacks["terminate_on_nan"]:
         built.append(StopOnNonFiniteLoss())
     early = callbacks["early_stopping"]

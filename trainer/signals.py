@@ -15,13 +15,36 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM."""
 
 
+# Signals taken while a run trains. TensorFlow and Keras code can swallow the KeyboardInterrupt a
+# handler raises: 1 in 25 Ctrl-Cs sent during `python -m trainer` was lost and the run trained to
+# its end (keras-team/keras#51 is the same story). So each signal is also recorded here, and the
+# training loop raises it again at the next batch end (trainer/callbacks.py, RaiseLostSignal).
+_received: list[KeyboardInterrupt] = []
+
+
 def _raise_terminated(signum, frame):
-    raise Terminated(f"received signal {signal.Signals(signum).name}")
+    err = Terminated(f"received signal {signal.Signals(signum).name}")
+    _received.append(err)
+    raise err
+
+
+def _raise_interrupted(signum, frame):
+    err = KeyboardInterrupt()
+    _received.append(err)
+    raise err
+
+
+def raise_if_received() -> None:
+    """Raise again the first signal taken in the block, in case its exception was swallowed."""
+    if _received:
+        raise _received[0]
 
 
 @contextlib.contextmanager
 def sigterm_raises():
-    """Within the block, SIGTERM raises `Terminated`; the previous handler comes back afterwards.
+    """Within the block, SIGTERM raises `Terminated` and Ctrl-C `KeyboardInterrupt`, both recorded
+    for `raise_if_received`; the previous handlers come back afterwards. A SIGINT handler someone
+    else installed (a launcher) is left alone.
 
     Only the main thread can install handlers; elsewhere (a thread-pool launcher) the block runs
     unchanged.
@@ -29,8 +52,15 @@ def sigterm_raises():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    own_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if own_sigint:
+        signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if own_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _received.clear()
