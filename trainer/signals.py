@@ -41,7 +41,7 @@ def raise_if_received() -> None:
 
 
 @contextlib.contextmanager
-def sigterm_raises():
+def signals_raise():
     """Within the block, SIGTERM raises `Terminated` and Ctrl-C `KeyboardInterrupt`, both recorded
     for `raise_if_received`; the previous handlers come back afterwards. A SIGINT handler someone
     else installed (a launcher) is left alone.

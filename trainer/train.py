@@ -92,7 +92,7 @@ def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[st
                                dataset=data.name)
     tags.update(data_lib.run_tags(data))
     tags.update(provenance.sweep_tags(_job_num()))
-    with signals.sigterm_raises():
+    with signals.signals_raise():
         run_id = tracker.start(params=params, tags=tags, run_name=provenance.child_run_name(overrides, _job_num()), resume_run_id=checkpoint.run_id)
         if checkpoint.enabled and run_id is not None and distribute.is_chief(strategy):
             checkpoint.record_run(run_id)
