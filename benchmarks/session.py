@@ -177,8 +177,13 @@ class Session:
     def lockstep(self, *targets: list[str], timeout: float = 900) -> list[Run]:
         """Run the targets as concurrent probe processes that train one epoch at a time in turn,
         in the order given (benchmarks/probe.py, "Lockstep"); their epochs' `span_seconds` are
-        comparable epoch by epoch. Whole-process times overlap and mean nothing here."""
+        comparable epoch by epoch. Whole-process times overlap and mean nothing here.
+
+        Each `python -m trainer` target gets a resume folder of its own: arms that differ only in
+        `resume.*` are the same command to the trainer, which refuses to run it twice at once."""
         n = next(self._counter)
+        targets = tuple([*t, f"resume.dir={self.workdir / f'resume-{n}-{i}'}"] if list(t[:2]) == ["-m", "trainer"] else t
+                        for i, t in enumerate(targets))
         fifos = [self.workdir / f"lockstep-{n}-{i}" for i in range(len(targets))]
         for fifo in fifos:
             os.mkfifo(fifo)

@@ -1,8 +1,8 @@
 """tracking: epoch time with MLflow tracking on vs off, and the time a run spends after its
 last epoch (test evaluation, model logging, plots, flush). Target for epoch time: at most 1.03.
 
-Runs the defaults (resume on: the per-epoch checkpoint keeps the metrics the store has not
-confirmed, so logging never waits for the store) and, as a second pair, `resume.enabled=false`.
+Runs the defaults and, as a second pair, `resume.every_seconds=0`: a resume checkpoint after every
+epoch, each holding the metrics the store has not confirmed yet (so logging never waits for it).
 Epoch rows: the four arms as `python -m trainer` processes in lockstep, one epoch each in turn
 (benchmarks/probe.py), so the shared machine's waves of load fall on all alike. The rows about
 the end of a run: `train(cfg)` in this process, tracking on and off alternately.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from benchmarks.results import compare, interleave, median, say, section
 
 TARGET = 1.03
-NO_RESUME = "resume.enabled=false"
+EVERY_EPOCH = "resume.every_seconds=0"
 
 
 def _run_count(session) -> int:
@@ -26,10 +26,10 @@ def _run_count(session) -> int:
 def run(session) -> dict:
     epochs = max(session.sizes.cli_epochs, session.sizes.epochs)
     common = ("model=mlp", "loop=fit", f"epochs={epochs}")
-    arms = [(), tuple(session.untracked()), (NO_RESUME,), (NO_RESUME, *session.untracked())]
+    arms = [(), tuple(session.untracked()), (EVERY_EPOCH,), (EVERY_EPOCH, *session.untracked())]
     before = _run_count(session)
-    on, off, on_nr, off_nr = session.lockstep_rings([session.trainer_command(*common, *extra) for extra in arms],
-                                                    session.sizes.repeats, "tracking on/off/on,nr/off,nr")
+    on, off, on_ee, off_ee = session.lockstep_rings([session.trainer_command(*common, *extra) for extra in arms],
+                                                    session.sizes.repeats, "tracking on/off/on,ee/off,ee")
     # Only the two tracked arms may have made runs: otherwise tracking.enabled=false is not honoured.
     honored = [_run_count(session) - before == 2 * session.sizes.repeats]
 
@@ -56,7 +56,7 @@ def run(session) -> dict:
                 [r.after_last_epoch for r in end_off]),
         compare(f"{case}, in process", "whole `train(cfg)` call", "s", [r.wall for r in end_on],
                 [r.wall for r in end_off]),
-    ] + pair(f"same, {NO_RESUME}", on_nr, off_nr, None)
+    ] + pair(f"same, {EVERY_EPOCH}", on_ee, off_ee, None)
     notes = [
         f"Epoch rows: `python -m trainer`, the four arms in lockstep, {session.sizes.repeats} rings, each arm"
         " leading in turn; an epoch runs from its start to the moment the process is idle after its"

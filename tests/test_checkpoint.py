@@ -123,3 +123,47 @@ def test_unconfirmed_metrics_are_replayed_once(tmp_path):
     history = MlflowClient(uri).get_metric_history(run_id, "loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5)]
     assert tracker.unconfirmed() == []
+
+
+def test_every_seconds_writes_when_due_and_at_the_last_epoch(tmp_path, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(checkpoint, "_now", lambda: now[0])
+    model, optimizer = _model_and_optimizer()
+    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer, every_seconds=10)
+    saver.set_params({"epochs": 6})
+    saver.on_train_begin()
+
+    def epoch_end(epoch: int, at: float):
+        now[0] = at
+        saver.on_epoch_end(epoch)
+        saver.wait()
+        return saver.restore()[0] if (tmp_path / checkpoint.FILE).exists() else None
+
+    assert epoch_end(0, at=4.0) is None      # 4 s since training began
+    assert epoch_end(1, at=11.0) == 2        # due
+    assert epoch_end(2, at=15.0) == 2        # 4 s since the last one
+    assert epoch_end(3, at=21.5) == 4        # due again
+    model.stop_training = True               # early stopping made this the last epoch
+    assert epoch_end(4, at=22.0) == 5
+    model.stop_training = False
+    assert epoch_end(5, at=22.5) == 6        # the last epoch
+    saver.on_train_end()
+
+
+def test_a_resumed_run_keeps_the_killed_attempts_value_for_a_step_it_logs_again(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    run_id = tracker.start(params={}, tags={})
+    for step, value in enumerate([1.0, 0.8, 0.6]):
+        tracker.log_metrics({"loss": value}, step=step)
+    tracker.flush()  # then the process dies, after its last checkpoint (epoch 1)
+    resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    resumed.start(params={}, tags={}, resume_run_id=run_id)
+    for step, value in [(1, 0.81), (2, 0.61), (3, 0.4)]:  # epochs 2-4 retrained
+        resumed.log_metrics({"loss": value, "val_loss": value}, step=step)
+    resumed.end(tracking.FINISHED)
+    client = MlflowClient(uri)
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss")) == [
+        (0, 1.0), (1, 0.8), (2, 0.6), (3, 0.4)]
+    # A key the killed attempt never logged is logged whole.
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [1, 2, 3]

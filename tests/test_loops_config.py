@@ -31,6 +31,7 @@ from trainer.errors import ConfigError
         (["strategy=mirrored", "strategy.devices=[/cpu:0,/cpu:1]", "batch_size=33"],
          "batch_size must be divisible by the number of replicas (2, strategy=mirrored)"),
         (["resume.enabled=yes"], "resume.enabled must be true or false. Received: resume.enabled=yes"),
+        (["resume.every_seconds=-1"], "resume.every_seconds must be a number >= 0. Received: resume.every_seconds=-1"),
     ],
 )
 def test_bad_loop_values_name_key_value_and_allowed(make_cfg, overrides, expected):

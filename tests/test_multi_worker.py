@@ -185,7 +185,7 @@ def test_killed_cluster_resumes_on_every_worker(tmp_path, tfds_dir):
 
     from trainer import checkpoint
 
-    args = (*ARGS[:-2], "epochs=4", "batch_size=16", "loop=fit")
+    args = (*ARGS[:-2], "epochs=4", "batch_size=16", "loop=fit", "resume.every_seconds=0")
     _prepare_digits(tmp_path, tfds_dir)
     root = tmp_path / "cluster"
     workers = _start_cluster(root, tfds_dir, *args)

@@ -21,8 +21,8 @@ from trainer import checkpoint
 from trainer.train import train
 
 # Dropout on, so the layers' RNG state must survive the kill too; small batches so that an
-# epoch lasts long enough to kill the process between two checkpoints.
-ARGS = ("model=conditional", "width=16", "epochs=3", "batch_size=16", "deterministic=true")
+# epoch lasts long enough to kill the process between two checkpoints; a checkpoint every epoch.
+ARGS = ("model=conditional", "width=16", "epochs=3", "batch_size=16", "deterministic=true", "resume.every_seconds=0")
 
 
 def _command(root: Path, tfds_dir: str, loop: str) -> dict:
@@ -118,8 +118,69 @@ def test_checkpoint_folder_is_the_same_for_the_same_command(make_cfg):
     from trainer.config import validate
 
     first = validate(make_cfg("model=mlp", "width=8"))
-    again = validate(make_cfg("model=mlp", "width=8", "callbacks.progress=bar"))
+    again = validate(make_cfg("model=mlp", "width=8", "callbacks.progress=bar", "resume.every_seconds=5"))
     other = validate(make_cfg("model=mlp", "width=16"))
     assert resume.identity(first) == resume.identity(again) != resume.identity(other)
-    assert resume.plan({**first, "resume": {"enabled": True, "dir": "/somewhere"}}).directory == "/somewhere"
-    assert not resume.plan({**first, "resume": {"enabled": False, "dir": None}}).enabled
+    assert resume.plan({**first, "resume": {**first["resume"], "dir": "/somewhere"}}).directory == "/somewhere"
+    assert not resume.plan({**first, "resume": {**first["resume"], "enabled": False}}).enabled
+
+
+def test_a_run_killed_before_its_first_checkpoint_retrains_in_the_same_run_one_value_per_step(
+        make_cfg, tmp_path, monkeypatch):
+    """With resume.every_seconds longer than the run, nothing is checkpointed before the kill: the
+    rerun trains from the start, in the same MLflow run, and the steps the killed attempt logged keep
+    its values instead of getting a second one (per-epoch metrics and the global step/* ones)."""
+    import keras
+
+    from trainer import callbacks as callbacks_lib
+
+    args = ("model=mlp", "width=8", "epochs=3", "resume.every_seconds=3600", "tracking.log_every_n_steps=7")
+
+    class KillInEpoch3(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    real_build = callbacks_lib.build
+    monkeypatch.setattr(callbacks_lib, "build", lambda *a, **k: [KillInEpoch3(), *real_build(*a, **k)])
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg(*args))
+    client, killed = _only_run(tmp_path)
+    assert killed.info.status == "KILLED"
+    (folder,) = (tmp_path / "outputs" / "checkpoints").iterdir()
+    assert not (folder / checkpoint.FILE).exists()  # the kill came before the first checkpoint was due
+    first = {m.step: m.value for m in client.get_metric_history(killed.info.run_id, "loss")}
+    assert sorted(first) == [0, 1]
+
+    monkeypatch.setattr(callbacks_lib, "build", real_build)
+    train(make_cfg(*args))
+    client, resumed = _only_run(tmp_path)
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    history = client.get_metric_history(resumed.info.run_id, "loss")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    assert {m.step: m.value for m in history if m.step < 2} == first
+    steps = sorted(m.step for m in client.get_metric_history(resumed.info.run_id, "step/loss"))
+    assert len(steps) > 3 and steps == list(range(7, 7 * len(steps) + 1, 7))  # global steps, each once
+
+
+def test_the_same_command_while_it_runs_is_refused_in_one_line_and_touches_nothing(make_cfg, tmp_path):
+    from trainer import resume
+    from trainer.config import validate
+    from trainer.errors import ConfigError
+
+    cfg = make_cfg("model=mlp", "width=8", "epochs=1")
+    running = resume.plan(validate(cfg), lock=True)  # what the first process holds while it trains
+    try:
+        with pytest.raises(ConfigError) as refused:
+            train(cfg)
+        message = str(refused.value)
+        assert message.startswith(f"pid {os.getpid()} on ") and "\n" not in message
+        assert f"is running this same command and holds its resume checkpoint folder {running.directory}" in message
+        assert message.endswith("Received: resume.dir=null")
+        client = MlflowClient(tracking_uri(tmp_path))
+        assert not client.search_runs([e.experiment_id for e in client.search_experiments()])  # no run opened
+    finally:
+        running.release()
+    assert not Path(running.directory).exists()  # it held nothing else: no folder is left behind
+    train(cfg)  # released: the command runs
+    assert _only_run(tmp_path)[1].info.status == "FINISHED"

@@ -158,3 +158,22 @@ def test_git_state_is_unknown_outside_a_checkout(tmp_path):
     from trainer.provenance import git_state
 
     assert git_state(str(tmp_path)) == ("unknown", "unknown")  # no crash, an honest tag
+
+
+def test_step_logger_logs_at_global_steps_across_blocks_and_a_resumed_epoch():
+    class Recorder:
+        def __init__(self):
+            self.steps = []
+
+        def log_metrics(self, metrics, step=0):
+            self.steps.append(step)
+
+    recorder = Recorder()
+    logger = tracking.StepLogger(recorder, every=4)
+    logger.set_params({"steps": 10, "epochs": 3})
+    for epoch in (1, 2):  # a run resumed after epoch 1, steps_per_execution=3: blocks end at 2, 5, 8, 9
+        logger.on_epoch_begin(epoch)
+        for end in (2, 5, 8, 9):
+            logger.on_train_batch_end(end, {"loss": 1.0})
+    # At the end of each block that reaches a multiple of 4: 13 (12), 16, 20; 26 (24), 29 (28).
+    assert recorder.steps == [13, 16, 20, 26, 29]

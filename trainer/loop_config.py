@@ -169,5 +169,6 @@ def check(cfg: DictConfig) -> None:
     checks.one_of("precision", cfg.precision, PRECISIONS)
     checks.boolean("deterministic", cfg.deterministic)
     checks.boolean("resume.enabled", cfg.resume.enabled)
+    checks.number_above("resume.every_seconds", cfg.resume.every_seconds, 0, inclusive=True)
     if cfg.resume.dir is not None and (not isinstance(cfg.resume.dir, str) or not cfg.resume.dir):
         raise checks.fail("resume.dir", "null or a directory path", cfg.resume.dir)

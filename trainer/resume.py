@@ -4,23 +4,27 @@ replays what the killed one already did.
 A rerun of the same command gets a new Hydra run folder, so the checkpoint folder is derived from
 the run's identity instead: <outputs>/checkpoints/<hash of the resolved config>, leaving out keys
 that do not change what is trained (resume.*, paths.*, callbacks.progress). `resume.dir` overrides
-it. The folder holds `run.json` (the MLflow run id) and `state.ckpt`, the epoch checkpoint both
-loops write (trainer/checkpoint.py); it is deleted when the run finishes, so the next identical
-command starts a new run instead of "resuming" a finished one.
+it. The folder holds `run.json` (the MLflow run id), `state.ckpt`, the epoch checkpoint both
+loops write (trainer/checkpoint.py), and `lock`, which the process running the command holds; it
+is deleted when the run finishes, so the next identical command starts a new run instead of
+"resuming" a finished one.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
 
 from trainer.errors import ConfigError
 
 _VOLATILE = (("resume",), ("paths",), ("callbacks", "progress"))
+LOCK = "lock"  # held (flock) by the process running the command while it runs
 
 
 class ResumeError(ConfigError):
@@ -49,10 +53,25 @@ def identity(settings: dict) -> str:
 class Resume:
     directory: str | None  # None: resume disabled
     run_id: str | None     # the MLflow run a previous attempt of this command left unfinished
+    every_seconds: float = 0.0  # resume.every_seconds: the least time between two checkpoints
+    lock: int | None = dataclasses.field(default=None, repr=False)  # the held lock file's descriptor
 
     @property
     def enabled(self) -> bool:
         return self.directory is not None
+
+    def release(self) -> None:
+        """Let go of the folder; a run that never recorded anything there leaves no folder behind."""
+        if self.lock is None:
+            return
+        try:
+            if os.listdir(self.directory) == [LOCK]:  # still held: no other process can be using it
+                os.remove(os.path.join(self.directory, LOCK))
+                os.rmdir(self.directory)
+        except OSError:
+            pass
+        os.close(self.lock)
+        self.lock = None
 
     def record_run(self, run_id: str) -> None:
         os.makedirs(self.directory, exist_ok=True)
@@ -66,24 +85,52 @@ class Resume:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def plan(settings: dict) -> Resume:
-    """What this command resumes, read before TensorFlow builds anything."""
+def plan(settings: dict, *, lock: bool = False) -> Resume:
+    """What this command resumes, read before TensorFlow builds anything. `lock`: first take the
+    folder for this process (Resume.release gives it back); see `_hold`."""
     options = settings["resume"]
     if not options["enabled"]:
         return Resume(None, None)
+    every = float(options["every_seconds"])
     directory = options["dir"] or os.path.join(settings["paths"]["output_dir"], "checkpoints", identity(settings))
     directory = os.path.abspath(directory)
+    # A cluster's workers all name the chief's folder, on purpose (only the chief writes to it).
+    held = _hold(directory, options["dir"]) if lock and settings["strategy"]["name"] != "multi_worker" else None
+    plan_ = Resume(directory, None, every, held)
     record = os.path.join(directory, "run.json")
     if not os.path.exists(record):
-        return Resume(directory, None)
+        return plan_
     try:
         with open(record) as f:
             run_id = json.load(f)["run_id"]
         if not isinstance(run_id, str) or not run_id:
             raise ValueError(f"run_id is {run_id!r}")
     except (OSError, ValueError, KeyError, TypeError) as err:
+        plan_.release()
         raise ResumeError(directory, err) from err
-    return Resume(directory, run_id)
+    plan_.run_id = run_id
+    return plan_
+
+
+def _hold(directory: str, configured) -> int:
+    """Lock the folder for this process, or fail in one line: two processes running the same
+    command at once would both resume (and write) one checkpoint and one MLflow run. An flock ends
+    with its process, however it dies, so a killed run never leaves the folder locked."""
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(os.path.join(directory, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ConfigError(
+            f"{owner} is running this same command and holds its resume checkpoint folder {directory}; wait for"
+            f" it to end, or give this run its own folder (resume.dir=...) or none (resume.enabled=false)."
+            f" Received: resume.dir={'null' if configured is None else configured}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+    return fd
 
 
 def seed_states(model) -> list:

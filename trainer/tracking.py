@@ -120,18 +120,28 @@ def to_log_file(message: str) -> None:
 
 class StepLogger(keras.callbacks.Callback):
     """`tracking.log_every_n_steps=N`: the running train metrics every N optimizer steps, as
-    `step/<name>` at the global step (per-epoch metrics keep the epoch as their step)."""
+    `step/<name>` at the global step (per-epoch metrics keep the epoch as their step).
+
+    The global step is counted from the epoch and the batch index Keras passes (the last step of
+    a `steps_per_execution` block), not from calls: a resumed run starts at a later epoch, and a
+    block of k steps is one call."""
 
     def __init__(self, tracker: "Tracker", every: int):
         super().__init__()
         self.tracker = tracker
         self.every = every
-        self.step = 0
+        self._epoch = 0
+        self._logged = 0  # the global step of the last call, so a block that crosses a multiple logs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._logged = epoch * self.params["steps"]
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if self.step % self.every == 0 and logs:
-            self.tracker.log_metrics({f"step/{k}": float(v) for k, v in logs.items()}, step=self.step)
+        step = self._epoch * self.params["steps"] + batch + 1
+        if step // self.every > self._logged // self.every and logs:
+            self.tracker.log_metrics({f"step/{k}": float(v) for k, v in logs.items()}, step=step)
+        self._logged = step
 
 
 class Tracker:
@@ -148,6 +158,7 @@ class Tracker:
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlflow-metrics")
         self._in_flight: list[tuple[concurrent.futures.Future, list[Metric]]] = []
         self._buffer: list[Metric] = []  # not sent yet
+        self._logged_through: dict[str, int] = {}  # a resumed run's last step per key in the store
         self._sent_at = -math.inf  # the first epoch is sent at once, so the UI shows the run moving
 
     def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
@@ -161,6 +172,7 @@ class Tracker:
             # A rerun of a killed command (trainer/resume.py): continue that run, params and all.
             with_lock_retries(self.client.update_run, resume_run_id, status="RUNNING")
             self.run_id = resume_run_id
+            self._logged_through = with_lock_retries(self._last_steps)
             self.set_tags(stale.owner_tags())
             return self.run_id
         tags = {**tags, **stale.owner_tags()}
@@ -176,11 +188,20 @@ class Tracker:
         items = [RunTag(_key(k), _cut(str(v), TAG_VALUE_LIMIT)) for k, v in secrets.redact_mapping(tags).items()]
         with_lock_retries(self.client.log_batch, self.run_id, tags=items)
 
+    def _last_steps(self) -> dict[str, int]:
+        return {key: max(m.step for m in self.client.get_metric_history(self.run_id, key))
+                for key in self.client.get_run(self.run_id).data.metrics}
+
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
         """Buffer the metrics; at most every SEND_INTERVAL_S they leave in one batch, written on
-        the sender thread while training goes on."""
+        the sender thread while training goes on.
+
+        A resumed run retrains the epochs after its checkpoint, which the killed attempt may have
+        logged already: a step the store has for a key keeps the killed attempt's value (the same
+        value in a deterministic run), so every step has one value in the MLflow UI."""
         now = int(time.time() * 1000)
-        self._buffer += [Metric(_key(k), float(v), now, step) for k, v in metrics.items()]
+        items = [(_key(k), v) for k, v in metrics.items()]
+        self._buffer += [Metric(k, float(v), now, step) for k, v in items if step > self._logged_through.get(k, -1)]
         if time.monotonic() - self._sent_at >= SEND_INTERVAL_S:
             self._send()
 

@@ -56,13 +56,23 @@ def _reset_global_state() -> None:
 
 
 def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[str]) -> dict:
+    from trainer import resume
+
+    _reset_global_state()
+    # A bad resume record, or the same command already running, fails here, before any run is touched.
+    checkpoint = resume.plan(settings, lock=True)
+    try:
+        return _run_planned(settings, resolved_yaml, run_dir=run_dir, overrides=overrides, checkpoint=checkpoint)
+    finally:
+        checkpoint.release()
+
+
+def _run_planned(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[str], checkpoint) -> dict:
     import models
     from trainer import data as data_lib
     from trainer import compile as compile_
-    from trainer import distribute, provenance, resume, runtime, signals, tracking
+    from trainer import distribute, provenance, runtime, signals, tracking
 
-    _reset_global_state()
-    checkpoint = resume.plan(settings)  # a bad resume record fails here, before any run is touched
     # Before any other TensorFlow op: a multi-worker strategy configures the collectives.
     strategy = distribute.build(settings["strategy"], batch_size=settings["batch_size"], loop=settings["loop"])
     runtime.configure(seed=settings["seed"], deterministic=settings["deterministic"], precision=settings["precision"])
@@ -171,7 +181,8 @@ def _open_checkpoint(checkpoint, model, optimizer, strategy, tracker):
     with strategy.scope():  # the optimizer's slots are created, mirrored, before they are restored
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        saver = checkpoint_lib.EpochCheckpoint(checkpoint.directory, model, optimizer, tracker.unconfirmed)
+        saver = checkpoint_lib.EpochCheckpoint(checkpoint.directory, model, optimizer, tracker.unconfirmed,
+                                               every_seconds=checkpoint.every_seconds)
         epochs_done, metrics = saver.restore()
     if not distribute.workers_agree(strategy, epochs_done):
         raise resume.ResumeError(checkpoint.directory, ValueError(
