@@ -137,3 +137,18 @@ def _wait_for_an_epoch(root, process, timeout: float = 300) -> str:
                 return runs[0].info.run_id
         time.sleep(0.5)
     raise AssertionError("the run logged no epoch in time")
+
+
+def test_identical_jobs_of_a_parallel_sweep_the_second_is_refused_and_the_sweep_goes_on(cli, tmp_path):
+    # Both jobs start together and train long enough to overlap: one holds the command's
+    # checkpoint folder, the other is refused before it opens a run and counts as a failed job.
+    result = cli("-m", "model=mlp", "width=4,4", "epochs=150", "callbacks.progress=none",
+                 "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert result.returncode == 1, result.stderr[-3000:]  # as for any sweep with a failed job
+    assert "1 job(s) of the sweep did not finish" in result.stderr and "(no run: see" in result.stderr
+    (failed,) = Path(tmp_path, "outputs", "multiruns").glob("*/*/*/job_failed.txt")
+    assert "FolderInUse: pid " in failed.read_text()
+    assert "is running this same command and holds its resume checkpoint folder" in failed.read_text()
+    client, parent, children = _family(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children.values()] == ["FINISHED"]  # and no half-made run of the other

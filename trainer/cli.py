@@ -263,7 +263,12 @@ def run_job(cfg):
         # `models` loads TensorFlow, so it is not imported just to classify an error raised
         # before it ever was (a tracking server that does not answer, say).
         registry = sys.modules.get("models.registry")
-        if isinstance(err, ConfigError) or (registry is not None and isinstance(err, registry.RegistryError)):
+        resume = sys.modules.get("trainer.resume")
+        # Two identical jobs of one parallel sweep: the second is refused (trainer/resume.py), a
+        # job failure the sweep can go on without, not bad input that stops it.
+        duplicate = resume is not None and isinstance(err, resume.FolderInUse) and _multirun()
+        if (isinstance(err, ConfigError) and not (duplicate and cfg.sweep.continue_on_failure)) or (
+                registry is not None and isinstance(err, registry.RegistryError)):
             if _full_error():
                 raise
             fail(str(err))

@@ -27,6 +27,10 @@ _VOLATILE = (("resume",), ("paths",), ("callbacks", "progress"))
 LOCK = "lock"  # held (flock) by the process running the command while it runs
 
 
+class FolderInUse(ConfigError):
+    """The same command is running in another process, which holds its checkpoint folder."""
+
+
 class ResumeError(ConfigError):
     """A checkpoint exists but cannot be used; it is left untouched for the user to inspect."""
 
@@ -123,7 +127,7 @@ def _hold(directory: str, configured) -> int:
     except BlockingIOError:
         owner = os.read(fd, 200).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise ConfigError(
+        raise FolderInUse(
             f"{owner} is running this same command and holds its resume checkpoint folder {directory}; wait for"
             f" it to end, or give this run its own folder (resume.dir=...) or none (resume.enabled=false)."
             f" Received: resume.dir={'null' if configured is None else configured}"
