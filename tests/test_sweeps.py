@@ -152,3 +152,5 @@ def test_identical_jobs_of_a_parallel_sweep_the_second_is_refused_and_the_sweep_
     client, parent, children = _family(tmp_path)
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children.values()] == ["FINISHED"]  # and no half-made run of the other
+    assert "sweep: 2 jobs, 1 finished, 1 failed" in result.stdout
+    assert parent.data.metrics["sweep_jobs"] == 2 and parent.data.metrics["sweep_failed_jobs"] == 1

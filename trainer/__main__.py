@@ -40,7 +40,7 @@ def main() -> None:
         cli.fail("stopped: interrupted (Ctrl-C); the MLflow run is recorded KILLED", code=128 + signal.SIGINT)
     if sweep.failed_jobs:  # every job ran; say so in the exit code when some did not finish
         cli.fail(f"{len(sweep.failed_jobs)} job(s) of the sweep did not finish: {', '.join(sweep.failed_jobs)}"
-                 " (each is recorded in MLflow with its traceback)", code=1)
+                 " (each one's traceback is in its MLflow run, or in its job_failed.txt when it has none)", code=1)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,15 @@ def _marked_jobs(sweep_dir: str) -> list[int]:
     return sorted(int(os.path.basename(os.path.dirname(p))) for p in found if os.path.basename(os.path.dirname(p)).isdigit())
 
 
+def _job_overrides(sweep_dir: str, job: int) -> str:
+    """The overrides Hydra recorded for a job, as one line (its folder's .hydra/overrides.yaml)."""
+    path = os.path.join(sweep_dir, str(job), ".hydra", "overrides.yaml")
+    try:
+        return " ".join(str(o) for o in OmegaConf.load(path)) or f"job {job}"
+    except Exception:  # the job died before Hydra wrote it
+        return f"job {job}"
+
+
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys a sweep varies: comma/range overrides on the command line and the sweeper's own params."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -124,12 +133,16 @@ class MlflowSweep(Callback):
         client = MlflowClient(self.uri)
         jobs = _children(client, self.parent_run_id)
         metric, direction = config.sweep.metric, config.sweep.direction
-        summary = summarize(jobs, metric, direction)
         failed_jobs.extend(f"#{j['job']} {j['name']}" for j in jobs if j["status"] != "FINISHED")
         recorded = {j["job"] for j in jobs}
-        # Jobs that failed before their run was created (bad data for that job, say) have no child run.
-        failed_jobs.extend(f"#{n} (no run: see {n}/{FAILED_MARKER})" for n in _marked_jobs(str(config.hydra.sweep.dir))
-                           if n not in recorded)
+        # Jobs that failed before their run was created (bad data for that job, an identical job
+        # already running, say) have no child run; they still count, as rows without a run.
+        sweep_dir = str(config.hydra.sweep.dir)
+        unrecorded = [n for n in _marked_jobs(sweep_dir) if n not in recorded]
+        failed_jobs.extend(f"#{n} (no run: see {n}/{FAILED_MARKER})" for n in unrecorded)
+        jobs = sorted(jobs + [{"job": n, "name": _job_overrides(sweep_dir, n), "status": "FAILED", "run_id": "",
+                               "metrics": {}} for n in unrecorded], key=lambda j: (j["job"], j["name"]))
+        summary = summarize(jobs, metric, direction)
         _log_summary(client, self.parent_run_id, summary, metric, str(config.hydra.sweep.dir))
         finished = len(jobs) - summary["failed"]
         status = "FINISHED" if finished else "FAILED"
