@@ -58,10 +58,11 @@ def _reset_global_state() -> None:
 def _run(settings: dict, resolved_yaml: str, *, run_dir: str, overrides: list[str]) -> dict:
     from trainer import resume
 
-    _reset_global_state()
-    # A bad resume record, or the same command already running, fails here, before any run is touched.
+    # A bad resume record, or the same command already running, fails here, before any run is
+    # touched and before Keras is imported (the reset below imports it: seconds).
     checkpoint = resume.plan(settings, lock=True)
     try:
+        _reset_global_state()
         return _run_planned(settings, resolved_yaml, run_dir=run_dir, overrides=overrides, checkpoint=checkpoint)
     finally:
         checkpoint.release()
