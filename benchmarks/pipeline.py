@@ -7,7 +7,9 @@ batching left to do). That one compiled model then trains for one epoch at a tim
 turn (real, memory, memory, real, ...), in this process: both arms share the process, the model
 and its traced step, and adjacent epochs share the machine's load. Target: at most 1.05, with
 augmentation off in both arms so that they train on the same kind of batches; `data=cifar10`'s
-flip+crop is measured beside it with no target.
+flip+crop is measured beside it with no target, and so is the real pipeline against in-memory batches
+copied as they are served: the reference serves the same tensors every epoch, while any pipeline that
+reshuffles examples must make a new batch every step.
 
 Why not two processes: in lockstep (as `loops` runs) two processes training the same thing
 differed by a few percent of their own, which three rings of new processes did not average out.
@@ -106,10 +108,10 @@ DATASETS = {
 }
 
 # (case, dataset, overrides, models, target, copy): like with like under the target; then, on the
-# tiny dense model where they show most (one model keeps the benchmark to a few minutes), what
-# per-batch augmentation adds, which the in-memory arm (one augmented pass, replayed) cannot show
-# as equal, and the real pipeline against batches in memory that are copied as they are served.
-# models=None: every registry model.
+# tiny models where they show most (few models keep the benchmark to a few minutes), what per-batch
+# augmentation adds, which the in-memory arm (one augmented pass, replayed) cannot show as equal,
+# and the real pipeline against batches in memory that are copied as they are served (what is left
+# once both arms make a new batch every step). models=None: every registry model.
 CASES = (
     ("digits", "digits", NO_AUGMENT, None, TARGET, False),
     ("mock CIFAR-10", "mock CIFAR-10", NO_AUGMENT, None, TARGET, False),
