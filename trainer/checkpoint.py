@@ -5,7 +5,7 @@ When: at the end of the first epoch that ends `every_seconds` (resume.every_seco
 the previous checkpoint (or after training began), and at the end of the last epoch, including one
 that early stopping made the last. 0 writes one after every epoch. tf.estimator's
 `save_checkpoints_secs` made the same trade: measured in lockstep here, a checkpoint costs 1.2 ms
-of wall time for the default mlp, 2% of its 55 ms digits epoch when written every epoch; once per
+of wall time for the default mlp, 2-4% of its ~50 ms digits epoch when written every epoch; once per
 10 s it costs nothing measurable, and a kill costs at most that much retraining. A resumed run
 retrains the epochs after the checkpoint; trainer/tracking.py keeps the values the killed attempt
 already logged for them rather than logging the same steps twice.
