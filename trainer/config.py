@@ -10,7 +10,7 @@ import os
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from trainer import checks, loop_config
+from trainer import checks, loop_config, resume
 from trainer.data import settings as data_settings
 from trainer.errors import ConfigError
 
@@ -170,4 +170,5 @@ def validate(cfg: DictConfig) -> dict:
     }
     plain.update({key: cfg[key] for key in RUN_KEYS})
     plain["model"]["knobs"] = knobs
+    resume.check_folder(plain)  # a resume.dir of the user's files, or of another config, is refused here
     return plain

@@ -1,10 +1,14 @@
 """Runs left RUNNING by a process that died without a word (SIGKILL, out of memory, a lost shell).
 
 Nothing can run after SIGKILL, so such a run would stay RUNNING in MLflow forever. Each run
-records the process that owns it (host, pid and the pid's start time, so a reused pid is not
-mistaken for the owner); when the next run starts in the same experiment on the same host,
-runs whose owner is gone are marked FAILED. Rerunning the identical command still resumes such a
-run from its checkpoint (trainer/resume.py), whatever its status.
+records the process that owns it: the host name, the kernel's boot id and the pid namespace (two
+containers, or two machines, can share a host name; a pid means something only within one boot
+and one namespace), and the pid with its start time (so a reused pid is not mistaken for the
+owner). When the next run starts in the same experiment, a run whose owner is provably gone (the
+same host, boot and namespace, and no such process) is marked FAILED; any other run, including
+one recorded by an older trainer without the boot and namespace, is not ours to judge and stays
+as it is. Rerunning the identical command still resumes such a run from its checkpoint
+(trainer/resume.py), whatever its status.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import socket
 
 HOST_TAG = "trainer.host"
+MACHINE_TAG = "trainer.machine"  # "<boot id> <pid namespace>"
 OWNER_TAG = "trainer.process"  # "<pid>:<start time>"
 STALE_TAG = "trainer.stale"
 
@@ -27,9 +32,21 @@ def _start_time(pid: int) -> str:
         return ""
 
 
+def _machine() -> str:
+    """This kernel boot and pid namespace, within which a pid names one process; "" where /proc
+    does not say (then no run is judged)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return f"{boot} {namespace}" if boot and namespace else ""
+
+
 def owner_tags() -> dict[str, str]:
     pid = os.getpid()
-    return {HOST_TAG: socket.gethostname(), OWNER_TAG: f"{pid}:{_start_time(pid)}"}
+    return {HOST_TAG: socket.gethostname(), MACHINE_TAG: _machine(), OWNER_TAG: f"{pid}:{_start_time(pid)}"}
 
 
 def _owner_alive(owner: str) -> bool:
@@ -46,14 +63,18 @@ def _owner_alive(owner: str) -> bool:
 
 
 def close_stale_runs(client, experiment_id: str, keep: str | None = None) -> list[str]:
-    """Mark FAILED every RUNNING run of this experiment whose owning process on this host is gone
-    (but not `keep`, the run this process is about to resume)."""
-    host = socket.gethostname()
+    """Mark FAILED every RUNNING run of this experiment whose owning process is provably gone: it ran
+    on this host, in this boot and pid namespace, and is no longer there (but not `keep`, the run
+    this process is about to resume)."""
+    host, machine = socket.gethostname(), _machine()
+    if not machine:
+        return []
     runs = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
     closed = []
     for run in runs:
         tags = run.data.tags
-        if run.info.run_id == keep or tags.get(HOST_TAG) != host or OWNER_TAG not in tags or _owner_alive(tags[OWNER_TAG]):
+        if (run.info.run_id == keep or tags.get(HOST_TAG) != host or tags.get(MACHINE_TAG) != machine
+                or OWNER_TAG not in tags or _owner_alive(tags[OWNER_TAG])):
             continue
         client.set_tag(run.info.run_id, STALE_TAG,
                        f"process {tags[OWNER_TAG].partition(':')[0]} on {host} ended without recording an end")

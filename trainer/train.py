@@ -103,18 +103,17 @@ def _run_planned(settings: dict, resolved_yaml: str, *, run_dir: str, overrides:
                                dataset=data.name)
     tags.update(data_lib.run_tags(data))
     tags.update(provenance.sweep_tags(_job_num()))
+    opening = {"params": params, "tags": tags, "run_name": provenance.child_run_name(overrides, _job_num())}
     with signals.signals_raise():
-        run_id = tracker.start(params=params, tags=tags, run_name=provenance.child_run_name(overrides, _job_num()), resume_run_id=checkpoint.run_id)
-        if checkpoint.enabled and run_id is not None and distribute.is_chief(strategy):
-            checkpoint.record_run(run_id)
-        final = _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, **loop)
-    _report(run_id, final, run_dir, tracker, chief=distribute.is_chief(strategy))
+        final = _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, opening, **loop)
+    _report(tracker.run_id, final, run_dir, tracker, chief=distribute.is_chief(strategy))
     return final
 
 
-def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, *, strategy, optimizer, checkpoint) -> dict:
-    """Train and record; the run ends FINISHED, FAILED (with its traceback) or KILLED (Ctrl-C, SIGTERM),
-    and every metric logged before a failure is kept."""
+def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, opening, *, strategy, optimizer,
+             checkpoint) -> dict:
+    """Open the run, train and record; from the moment the run exists it ends FINISHED, FAILED (with
+    its traceback) or KILLED (Ctrl-C, SIGTERM), and every metric logged before a failure is kept."""
     from trainer import artifacts, export, tracking
     from trainer import callbacks as callbacks_lib
     from trainer import data as data_lib
@@ -128,6 +127,11 @@ def _tracked(settings, resolved_yaml, overrides, run_dir, model, data, tracker, 
     if tracking_cfg["log_every_n_steps"]:
         callbacks.append(tracking.StepLogger(tracker, tracking_cfg["log_every_n_steps"]))
     try:
+        # Inside the try: a failure while the new run records itself (its params, the resume
+        # record on a full disk) must end that run FAILED, not leave it RUNNING.
+        run_id = tracker.start(**opening, resume_run_id=checkpoint.run_id)
+        if checkpoint.enabled and distribute.is_chief(strategy):
+            checkpoint.record_run(run_id)
         data_lib.log_input(tracker, data)
         tracker.log_text(resolved_yaml, "config.yaml")
         tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
