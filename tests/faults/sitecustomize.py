@@ -4,8 +4,11 @@ failing job are tested through the real command line.
 
 TRAINER_TEST_FAIL_AFTER_EPOCH=N  raise after epoch N's metrics were logged
 TRAINER_TEST_FAIL_WHEN=depth=2   ...only in the job whose overrides contain this one (job=0: the first job)
+TRAINER_TEST_NO_SPACE_IN=trainer.resume:Resume.record_run
+                                 that function fails as a full disk does (ENOSPC) instead of writing
 """
 
+import errno
 import importlib.abc
 import importlib.util
 import os
@@ -27,11 +30,24 @@ def _patch(module) -> None:
     module.EpochLogger.on_epoch_end = on_epoch_end
 
 
+def _no_space(module) -> None:
+    owner, _, name = os.environ["TRAINER_TEST_NO_SPACE_IN"].partition(":")[2].rpartition(".")
+    holder = getattr(module, owner) if owner else module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    setattr(holder, name, full_disk)
+
+
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patches trainer.tracking right after it is first executed, whoever imports it."""
+    """Patches a module (trainer.tracking unless named) right after it is first executed, whoever imports it."""
+
+    def __init__(self, target: str = _TARGET, patch=None):
+        self.target, self.patch = target, patch or _patch
 
     def find_spec(self, name, path, target=None):
-        if name != _TARGET:
+        if name != self.target:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -39,7 +55,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             execute(module)
-            _patch(module)
+            self.patch(module)
 
         spec.loader.exec_module = exec_module
         return spec
@@ -58,3 +74,5 @@ def _in_job_overrides(when: str) -> bool:
 
 if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH"):
     sys.meta_path.insert(0, _PatchOnImport())
+if os.environ.get("TRAINER_TEST_NO_SPACE_IN"):
+    sys.meta_path.insert(0, _PatchOnImport(os.environ["TRAINER_TEST_NO_SPACE_IN"].partition(":")[0], _no_space))
