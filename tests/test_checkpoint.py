@@ -167,3 +167,85 @@ def test_a_resumed_run_keeps_the_killed_attempts_value_for_a_step_it_logs_again(
         (0, 1.0), (1, 0.8), (2, 0.6), (3, 0.4)]
     # A key the killed attempt never logged is logged whole.
     assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [1, 2, 3]
+
+
+def _saved(tmp_path, model, optimizer) -> bytes:
+    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
+    saver.on_epoch_end(0)
+    saver.on_train_end()
+    return (tmp_path / checkpoint.FILE).read_bytes()
+
+
+def test_an_edited_header_is_refused_the_checksum_covers_it(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    data = _saved(tmp_path, model, optimizer)
+    edited = data.replace(b'"epoch": 1', b'"epoch": 7', 1)
+    assert edited != data
+    (tmp_path / checkpoint.FILE).write_bytes(edited)
+    with pytest.raises(resume.ResumeError, match="damaged or truncated"):
+        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
+    assert (tmp_path / checkpoint.FILE).read_bytes() == edited
+
+
+def test_variables_of_other_names_are_refused_even_with_the_same_shapes(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    _saved(tmp_path, model, optimizer)
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"), keras.layers.Dropout(0.5),
+                              keras.layers.Dense(2)])
+    other_optimizer = keras.optimizers.Adam()
+    other_optimizer.build(other.trainable_variables)
+    before = _state(other, other_optimizer)
+    with pytest.raises(resume.ResumeError, match=r"hidden/kernel is sequential\S*/dense\S*/kernel in the checkpoint"):
+        checkpoint.EpochCheckpoint(str(tmp_path), other, other_optimizer).restore()
+    for a, b in zip(_state(other, other_optimizer), before, strict=True):  # nothing half-restored
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"epoch": "two"}, r"header is malformed \(epoch missing"),
+    ({"variables": [["x", "3x4", "float32"]]}, r"header is malformed \(variables missing"),
+    ({"metrics": [["loss", "low", 0, 1]]}, r"header is malformed \(metrics missing"),
+    ({"bytes": 10**12}, "the header says 1000000000000 bytes of variables"),
+])
+def test_a_malformed_header_with_a_valid_checksum_is_the_resume_error(tmp_path, edit, message):
+    import json
+    import zlib
+
+    model, optimizer = _model_and_optimizer()
+    data = _saved(tmp_path, model, optimizer)
+    start = len(checkpoint._MAGIC) + 8
+    end = start + int.from_bytes(data[len(checkpoint._MAGIC):start], "little")
+    header = json.dumps({**json.loads(data[start:end]), **edit}).encode()
+    body = checkpoint._MAGIC + len(header).to_bytes(8, "little") + header + data[end:-4]
+    written = body + zlib.crc32(body).to_bytes(4, "little")
+    (tmp_path / checkpoint.FILE).write_bytes(written)
+    with pytest.raises(resume.ResumeError, match=message):
+        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
+    assert (tmp_path / checkpoint.FILE).read_bytes() == written
+
+
+def test_a_checkpoint_of_the_previous_format_is_named_as_such(tmp_path):
+    import json
+
+    header = json.dumps({"format": 2, "epoch": 1}).encode()
+    (tmp_path / checkpoint.FILE).write_bytes(checkpoint._MAGIC + len(header).to_bytes(8, "little") + header + b"\0" * 8)
+    model, optimizer = _model_and_optimizer()
+    with pytest.raises(resume.ResumeError, match="format 2, this version reads 3"):
+        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    """A rename is on disk only once its folder is fsynced: the last fsync of a write is the folder's."""
+    import stat
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    model, optimizer = _model_and_optimizer()
+    _saved(tmp_path, model, optimizer)
+    assert synced == [False, True]  # the file, then (after the rename) its folder
