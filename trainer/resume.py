@@ -141,7 +141,11 @@ def check_folder(settings: dict) -> None:
         _check_place(settings, directory)
     if not os.path.isdir(directory):
         return
-    entries = set(os.listdir(directory))
+    try:
+        entries = set(os.listdir(directory))
+    except OSError as err:
+        raise checks.fail("resume.dir", f"a folder this user can read and write; {directory}: {err.strerror}",
+                          _received(settings)) from None
     others = entries - {RECORD, *_BEFORE_RECORD} | (set() if LOCK not in entries or _our_lock(directory) else {LOCK})
     if RECORD in entries:
         try:
@@ -154,7 +158,7 @@ def check_folder(settings: dict) -> None:
         else:
             _check_identity(settings, directory, record)
             return
-    if others:
+    if others and settings["resume"]["dir"] is not None:  # a derived folder is trainer's by its name
         names = sorted(others)
         shown = ", ".join(names[:_SHOWN_NAMES]) + (", ..." if len(names) > _SHOWN_NAMES else "")
         raise checks.fail(
