@@ -12,6 +12,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, tracking_uri
@@ -137,8 +138,12 @@ def test_a_users_folder_is_used_emptied_of_only_trainers_files_and_never_given_t
     assert client.get_run(older).info.status == "RUNNING"
 
 
-def test_a_run_whose_resume_record_cannot_be_written_ends_failed(cli, tmp_path):
-    result = cli(*RUN, extra_env=_faults(TRAINER_TEST_NO_SPACE_IN="trainer.resume:Resume.record_run"))
+@pytest.mark.parametrize("full_disk_in", [
+    "trainer.resume:Resume.record_run",             # the resume record, right after the run is created
+    "mlflow.tracking.client:MlflowClient.log_batch",  # the new run's params
+])
+def test_a_run_that_cannot_record_itself_ends_failed(cli, tmp_path, full_disk_in):
+    result = cli(*RUN, extra_env=_faults(TRAINER_TEST_NO_SPACE_IN=full_disk_in))
     line = _line(result, code=1)
     assert line.startswith("error: could not write: No space left on device. The run is recorded FAILED")
     client = MlflowClient(tracking_uri(tmp_path))
