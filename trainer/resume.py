@@ -78,6 +78,10 @@ def _received(settings: dict) -> str:
     return "null" if configured is None else configured
 
 
+class UnnamedRecord(ValueError):
+    """A record of an earlier trainer, which did not name the config."""
+
+
 def _read_record(directory: str) -> dict:
     """The record in `directory`; ValueError (or OSError) when it is not one trainer wrote."""
     with open(os.path.join(directory, RECORD)) as f:
@@ -88,7 +92,7 @@ def _read_record(directory: str) -> dict:
     if run_id is not None and (not isinstance(run_id, str) or not run_id):
         raise ValueError(f"run_id is {run_id!r}")
     if not isinstance(record.get("identity"), str):
-        raise ValueError(f"{RECORD} does not name the config it belongs to (an earlier version of trainer wrote it)")
+        raise UnnamedRecord(f"{RECORD} does not name the config it belongs to (an earlier version of trainer wrote it)")
     return record
 
 
@@ -152,7 +156,8 @@ def check_folder(settings: dict) -> None:
             record = _read_record(directory)
         except (OSError, ValueError) as err:
             # A damaged record of ours; but in a folder of the user's, a run.json of theirs.
-            if settings["resume"]["dir"] is None or (entries - others) - {RECORD} or CHECKPOINT in entries:
+            if (settings["resume"]["dir"] is None or isinstance(err, UnnamedRecord) or (entries - others) - {RECORD}
+                    or CHECKPOINT in entries):
                 raise ResumeError(directory, err) from err
             others.add(RECORD)
         else:
