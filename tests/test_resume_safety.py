@@ -54,11 +54,15 @@ def test_a_resume_dir_trainer_could_not_safely_empty_is_refused_before_tensorflo
     theirs = tmp_path / "their_config"
     theirs.mkdir()
     (theirs / "run.json").write_text('{"lr": 0.1}')  # a run.json of the user's own, not a resume record
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "run.json").write_text('{"run_id": "0123abcd"}')  # an earlier trainer's record: names no config
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     cases = {
         str(mine): f"{mine} holds other files (keep.txt, notes), which a finished run must not delete",
         str(theirs): f"{theirs} holds other files (run.json), which a finished run must not delete",
+        str(earlier): "(UnnamedRecord: run.json does not name the config it belongs to",
         ".": "not the working folder or a folder that holds it",
         "outputs": "not the outputs folder (paths.output_dir) or a folder that holds it",
         str(tmp_path.parent): "not the working folder or a folder that holds it",
@@ -79,7 +83,7 @@ def test_a_resume_dir_trainer_could_not_safely_empty_is_refused_before_tensorflo
             assert cases[value] in line and line.endswith(f"Received: resume.dir={value}"), line
     assert sorted(p.name for p in mine.iterdir()) == ["keep.txt", "notes"]  # no lock, nothing added
     assert (mine / "keep.txt").read_text() == "the user's" and (theirs / "run.json").read_text() == '{"lr": 0.1}'
-    assert a_file.read_text() == "not a folder"
+    assert a_file.read_text() == "not a folder" and (earlier / "run.json").read_text() == '{"run_id": "0123abcd"}'
     assert not (tmp_path / "outputs").exists()  # nothing created: no store, no checkpoint folder
 
 
