@@ -184,3 +184,21 @@ def test_the_same_command_while_it_runs_is_refused_in_one_line_and_touches_nothi
     assert not Path(running.directory).exists()  # it held nothing else: no folder is left behind
     train(cfg)  # released: the command runs
     assert _only_run(tmp_path)[1].info.status == "FINISHED"
+
+
+def test_a_finished_run_removes_only_what_trainer_made(make_cfg, tmp_path):
+    """The files trainer wrote go; the folder goes only if trainer made it (and nothing else is in it)."""
+    from trainer import resume
+    from trainer.config import validate
+
+    settings = validate(make_cfg("model=mlp", "width=8"))
+    existing, new = tmp_path / "existing", tmp_path / "new" / "checkpoints"
+    existing.mkdir()
+    for folder in (existing, new):
+        held = resume.plan({**settings, "resume": {**settings["resume"], "dir": str(folder)}}, lock=True)
+        held.record_run("0123")
+        (folder / checkpoint.FILE).write_bytes(b"state")
+        held.finish()
+        held.release()
+    assert existing.is_dir() and not list(existing.iterdir())  # the user's folder, as it was
+    assert not new.exists() and (tmp_path / "new").is_dir()
