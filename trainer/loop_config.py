@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from trainer import checks
 from trainer.errors import ConfigError
@@ -82,12 +82,16 @@ def tf_config_workers() -> int:
         return 0
     try:
         cluster = json.loads(raw)["cluster"]
-        return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+        members = [cluster.get("worker", []), cluster.get("chief", [])]
     except (ValueError, KeyError, TypeError, AttributeError):
+        members = None
+    if members is None or not all(isinstance(m, list) and all(isinstance(a, str) for a in m) for m in members):
+        # A string where the list of addresses belongs would count its characters as workers.
         raise ConfigError(
             'TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker",'
-            f' "index": 0}}}}. Received: TF_CONFIG={raw}'
-        ) from None
+            f' "index": 0}}}}. Received: TF_CONFIG={checks.shorten(raw)}'
+        )
+    return sum(map(len, members))
 
 
 def known_replicas(strategy: DictConfig) -> int | None:
@@ -137,8 +141,11 @@ def _check_strategy(strategy: DictConfig, batch_size: int) -> None:
     checks.one_of("strategy.name", strategy.name, STRATEGIES)
     if strategy.name == "mirrored":
         devices = strategy.devices
-        if devices is not None and (not devices or not all(isinstance(d, str) for d in devices)):
-            raise checks.fail("strategy.devices", "null or a non-empty list of device names like /cpu:0", devices)
+        names = list(devices) if isinstance(devices, ListConfig) else devices
+        if names is not None and (not isinstance(names, list) or not names or len(set(map(str, names))) != len(names)
+                                  or not all(isinstance(d, str) and d.strip() for d in names)):
+            raise checks.fail("strategy.devices", "null or a non-empty list of distinct device names like /cpu:0",
+                              devices)
     if strategy.name == "multi_worker" and tf_config_workers() == 0:
         raise ConfigError(
             "strategy=multi_worker needs TF_CONFIG describing the cluster and this process's task (see"

@@ -11,10 +11,6 @@ from trainer.data import folders
 SOURCES = ("tfds", "image_folder")
 
 
-def _shown(value):
-    return "null" if value is None else value  # as it is written on the command line
-
-
 def _optional_text(key: str, value) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise checks.fail(key, "a non-empty string or null", value)
@@ -44,7 +40,7 @@ def check(data) -> None:
     _pipeline(data)
     if data.source == "tfds":
         if not isinstance(data.name, str) or not data.name.strip():
-            raise checks.fail("data.name", "a TFDS dataset name (data=tfds data.name=mnist)", _shown(data.name))
+            raise checks.fail("data.name", "a TFDS dataset name (data=tfds data.name=mnist)", data.name)
         checks.boolean("data.download", data.download)
         _optional_text("data.data_dir", data.data_dir)
         if not isinstance(data.train_split, str) or not data.train_split.strip():
@@ -59,4 +55,10 @@ def check(data) -> None:
     checks.int_at_least("data.split_seed", data.split_seed, 0)
     if data.channels is not None and not (checks.is_int(data.channels) and data.channels in (1, 3)):
         raise checks.fail("data.channels", "1, 3 or null", data.channels)
-    folders.class_files(data.path)
+    if not isinstance(data.path, (str, type(None))):
+        raise checks.fail("data.path", "a folder with one sub-folder of images per class", data.path)
+    try:
+        folders.class_files(data.path)
+    except OSError as err:  # a folder this user may not list
+        raise checks.fail("data.path", f"a folder this user can read ({err.filename}: {err.strerror})",
+                          data.path) from None
