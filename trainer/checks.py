@@ -121,8 +121,14 @@ def folder_problem(path: str) -> str | None:
     """Why folder `path` cannot be written to or created, or None. `access` also sees a
     read-only mount, even for root."""
     existing = os.path.abspath(path)
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
+    while True:
+        try:
+            os.lstat(existing)
+            break
+        except (FileNotFoundError, NotADirectoryError):  # to be created (or under a file: said below)
+            existing = os.path.dirname(existing)
+        except OSError as err:  # a name too long, a loop of links: nothing could be created there
+            return f"{shorten(existing)} cannot be a folder: {err.strerror}"
     if not os.path.exists(existing):
         return f"{shorten(existing)} is a broken symbolic link"
     if not os.path.isdir(existing):

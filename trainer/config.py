@@ -142,13 +142,13 @@ def model_knobs(cfg: DictConfig) -> dict:
         if value is not None:
             raise ConfigError(
                 f"{key} is not a knob of model '{checks.shorten(cfg.model.name)}'; its knobs are:"
-                f" {', '.join(declared) or 'none'}. Received: {key}={checks.shown(value)}"
+                f" {checks.shorten(', '.join(declared) or 'none')}. Received: {key}={checks.shown(value)}"
             )
     missing = [k for k in declared if k not in cfg or cfg[k] is None]
     if missing:
         raise ConfigError(
-            f"model '{checks.shorten(cfg.model.name)}' lists knob {missing[0]} in model.knobs but"
-            f" conf/model/{checks.shorten(cfg.model.name)}.yaml gives it no value. Received: {missing[0]}=null"
+            f"model '{checks.shorten(cfg.model.name)}' lists knob {checks.shorten(missing[0])} in model.knobs but"
+            f" conf/model/{checks.shorten(cfg.model.name)}.yaml gives it no value. Received: {checks.shorten(missing[0])}=null"
         )
     knobs = {k: _check_knob(k, cfg[k]) for k in declared}
     _check_knobs_together(knobs)
@@ -297,7 +297,7 @@ def validate(cfg: DictConfig) -> dict:
     plain = {
         key: OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=True)
         for key in cfg
-        if key != "hydra" and isinstance(cfg[key], DictConfig)
+        if key != "hydra" and key not in knobs and isinstance(cfg[key], DictConfig)
     }
     plain.update({key: cfg[key] for key in RUN_KEYS})
     plain["model"]["knobs"] = knobs
