@@ -75,6 +75,13 @@ def _check_callbacks(cb: DictConfig) -> None:
     checks.one_of("callbacks.checkpoint.monitor", cb.checkpoint.monitor, MONITORS)
 
 
+def _addresses(job) -> list | None:
+    """A cluster job's addresses; tf.train.ClusterSpec takes a list, or {index: address} for a
+    sparse job. None for anything else (a string would count its characters as workers)."""
+    addresses = list(job.values()) if isinstance(job, dict) else job
+    return addresses if isinstance(addresses, list) and all(isinstance(a, str) for a in addresses) else None
+
+
 def tf_config_workers() -> int:
     """Worker count from $TF_CONFIG (what MultiWorkerMirroredStrategy reads); 0 when unset."""
     raw = os.environ.get("TF_CONFIG")
@@ -82,16 +89,15 @@ def tf_config_workers() -> int:
         return 0
     try:
         cluster = json.loads(raw)["cluster"]
-        members = [cluster.get("worker", []), cluster.get("chief", [])]
+        jobs = [_addresses(cluster.get(name, [])) for name in ("worker", "chief")]
     except (ValueError, KeyError, TypeError, AttributeError):
-        members = None
-    if members is None or not all(isinstance(m, list) and all(isinstance(a, str) for a in m) for m in members):
-        # A string where the list of addresses belongs would count its characters as workers.
+        jobs = [None]
+    if None in jobs:
         raise ConfigError(
             'TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker",'
             f' "index": 0}}}}. Received: TF_CONFIG={checks.shorten(raw)}'
         )
-    return sum(map(len, members))
+    return sum(map(len, jobs))
 
 
 def known_replicas(strategy: DictConfig) -> int | None:
