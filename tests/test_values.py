@@ -256,6 +256,26 @@ def test_artifact_location_is_a_local_folder(make_cfg, tmp_path):
     assert validate(make_cfg("tracking=server", "tracking.uri=http://127.0.0.1:5000"))["tracking"]["artifact_location"] is None
 
 
+def test_data_dir_is_a_folder_that_may_be_read_only(make_cfg, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    cfg = make_cfg()
+    for path in (a_file, a_file / "sub"):
+        assert _message(lambda: validate(_with(cfg, "data.data_dir", str(path)))) == (
+            f"data.data_dir must be null or a folder ({a_file} is a file, not a folder). Received: data.data_dir={path}")
+    # A shared dataset cache is only read once prepared: an existing folder need not be writable.
+    for path in (tmp_path / "new" / "data", "/proc"):
+        assert validate(_with(cfg, "data.data_dir", str(path)))["data"]["data_dir"] == str(path)
+
+
+def test_counts_fit_in_64_bits(make_cfg):
+    cfg = make_cfg()
+    assert validate(_with(cfg, "data.shuffle_buffer", checks.INT64_MAX))["data"]["shuffle_buffer"] == checks.INT64_MAX
+    for key in ("epochs", "batch_size", "data.shuffle_buffer", "tracking.log_every_n_steps"):
+        message = _message(lambda: validate(_with(cfg, key, 2**63)))
+        assert message == f"{key} must be an integer in [{0 if 'log' in key else 1}, {2**63 - 1}]. Received: {key}={2**63}"
+
+
 # --- keys -------------------------------------------------------------------------------------
 
 UNKNOWN = ("is not a config key of this run (see `python -m trainer --cfg job`; a model knob must be listed by"

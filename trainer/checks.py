@@ -12,6 +12,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainer.errors import ConfigError
 
+# TensorFlow holds every count (steps, batch sizes, buffer sizes) as int64.
+INT64_MAX = 2**63 - 1
 # A message is one line on a terminal: a pasted file or a runaway interpolation is cut to this.
 MAX_SHOWN = 200
 # A string that the command line would read as something else (a number, a boolean, null) is
@@ -81,6 +83,8 @@ def unknown_key(key: str, value) -> ConfigError:
 def int_at_least(key: str, value, low: int) -> int:
     if not is_int(value) or value < low:
         raise fail(key, f"an integer >= {low}", value)
+    if value > INT64_MAX:
+        raise fail(key, f"an integer in [{low}, {INT64_MAX}]", value)
     return value
 
 
@@ -117,8 +121,9 @@ def boolean(key: str, value) -> bool:
     return value
 
 
-def folder_problem(path: str) -> str | None:
-    """Why folder `path` cannot be written to or created, or None. `access` also sees a
+def folder_problem(path: str, *, write: bool = True) -> str | None:
+    """Why folder `path` cannot be written to or created, or None; with write=False an existing
+    folder only has to be a folder (a shared, read-only data cache). `access` also sees a
     read-only mount, even for root."""
     existing = os.path.abspath(path)
     while True:
@@ -133,6 +138,6 @@ def folder_problem(path: str) -> str | None:
         return f"{shorten(existing)} is a broken symbolic link"
     if not os.path.isdir(existing):
         return f"{shorten(existing)} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if (write or existing != os.path.abspath(path)) and not os.access(existing, os.W_OK | os.X_OK):
         return f"{shorten(existing)} is not writable"
     return None

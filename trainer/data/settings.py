@@ -3,6 +3,8 @@ before TensorFlow loads): value ranges, and an image folder's layout."""
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import ListConfig
 
 from trainer import checks
@@ -43,6 +45,10 @@ def check(data) -> None:
             raise checks.fail("data.name", "a TFDS dataset name (data=tfds data.name=mnist)", data.name)
         checks.boolean("data.download", data.download)
         _optional_text("data.data_dir", data.data_dir)
+        # TFDS prepares a dataset into data_dir; one already prepared there is only read.
+        problem = data.data_dir and checks.folder_problem(os.path.expanduser(data.data_dir), write=False)
+        if problem:
+            raise checks.fail("data.data_dir", f"null or a folder ({problem})", data.data_dir)
         if not isinstance(data.train_split, str) or not data.train_split.strip():
             raise checks.fail("data.train_split", "a split name such as train", data.train_split)
         _optional_text("data.validation_split", data.validation_split)
