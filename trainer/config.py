@@ -28,6 +28,7 @@ ACTIVATIONS = (
     "relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "selu", "leaky_relu", "relu6",
     "softplus", "softsign", "mish", "hard_sigmoid", "hard_silu", "linear",
 )
+
 # keras.utils.set_random_seed seeds numpy too, whose seeds are unsigned 32-bit integers.
 MAX_SEED = 2**32 - 1
 
@@ -122,6 +123,7 @@ def _declared_knobs(model: DictConfig) -> list[str]:
     reserved = (*RUN_KEYS, *sections())
     if not isinstance(names, list) or len(set(map(str, names))) != len(names) or not all(
             isinstance(n, str) and n.isidentifier() and n not in reserved for n in names):
+        # A run setting or a section listed as a knob would be handed to the model builder.
         raise checks.fail("model.knobs", "a list of distinct knob names such as [width, activation, l2]", model.knobs)
     return names
 
@@ -132,7 +134,7 @@ def model_knobs(cfg: DictConfig) -> dict:
     declared = _declared_knobs(cfg.model)
     slots, known_sections = knob_slots(), sections()
     for key, value in cfg.items():
-        if key in RUN_KEYS or key in declared or key in known_sections and isinstance(value, DictConfig):
+        if key in RUN_KEYS or key in declared or (key in known_sections and isinstance(value, DictConfig)):
             continue
         if key not in slots:
             while isinstance(value, DictConfig) and len(value) == 1:  # `+foo.bar=1`: name foo.bar
@@ -144,11 +146,12 @@ def model_knobs(cfg: DictConfig) -> dict:
                 f"{key} is not a knob of model '{checks.shorten(cfg.model.name)}'; its knobs are:"
                 f" {checks.shorten(', '.join(declared) or 'none')}. Received: {key}={checks.shown(value)}"
             )
-    missing = [k for k in declared if k not in cfg or cfg[k] is None]
+    missing = [checks.shorten(k) for k in declared if k not in cfg or cfg[k] is None]
     if missing:
+        name = checks.shorten(cfg.model.name)
         raise ConfigError(
-            f"model '{checks.shorten(cfg.model.name)}' lists knob {checks.shorten(missing[0])} in model.knobs but"
-            f" conf/model/{checks.shorten(cfg.model.name)}.yaml gives it no value. Received: {checks.shorten(missing[0])}=null"
+            f"model '{name}' lists knob {missing[0]} in model.knobs but conf/model/{name}.yaml gives it no value."
+            f" Received: {missing[0]}=null"
         )
     knobs = {k: _check_knob(k, cfg[k]) for k in declared}
     _check_knobs_together(knobs)
@@ -166,7 +169,7 @@ def _check_uri_scheme(uri) -> str:
     found = _SCHEME.match(uri) if isinstance(uri, str) else None
     scheme = found and found["scheme"]
     base, _, driver = (scheme or "").partition("+")
-    if uri == "databricks" or base in DATABASE_SCHEMES and "+" not in driver or scheme in _other_schemes():
+    if uri == "databricks" or (base in DATABASE_SCHEMES and "+" not in driver) or scheme in _other_schemes():
         return "databricks" if uri == "databricks" else base
     allowed = f"{', '.join(DATABASE_SCHEMES)} (each also as <database>+<driver>), {', '.join(_other_schemes())}"
     raise checks.fail("tracking.uri", "an MLflow tracking URI such as sqlite:///path/mlflow.db or"
