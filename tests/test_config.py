@@ -21,7 +21,7 @@ from trainer.errors import ConfigError
         (["model.variant=subclased"], "model.variant must be one of functional, subclassed. Received: model.variant=subclased"),
         (["epochs=0"], "epochs must be an integer >= 1. Received: epochs=0"),
         (["batch_size=x"], "batch_size must be an integer >= 1. Received: batch_size=x"),
-        (["optimizer.learning_rate=-1"], "optimizer.learning_rate must be a number > 0.0. Received: optimizer.learning_rate=-1"),
+        (["optimizer.learning_rate=-1"], "optimizer.learning_rate must be a finite number > 0.0. Received: optimizer.learning_rate=-1"),
         (["data.validation_fraction=1.0"], "data.validation_fraction must be a number in (0.0, 1.0). Received: data.validation_fraction=1.0"),
     ],
 )

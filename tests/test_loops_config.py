@@ -22,7 +22,7 @@ from trainer.errors import ConfigError
         (["loop.jit_compile=1"], "loop.jit_compile must be one of auto, true, false. Received: loop.jit_compile=1"),
         (["loop.steps_per_execution=0"], "loop.steps_per_execution must be an integer >= 1"),
         (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum must be a number in [0.0, 1.0)"),
-        (["optimizer.clipnorm=0"], "optimizer.clipnorm must be a number > 0.0. Received: optimizer.clipnorm=0"),
+        (["optimizer.clipnorm=0"], "optimizer.clipnorm must be a finite number > 0.0. Received: optimizer.clipnorm=0"),
         (["schedule=cosine", "epochs=2", "schedule.warmup_epochs=2"], "schedule.warmup_epochs must be smaller than epochs (2)"),
         (["schedule=exponential", "schedule.decay_rate=0"], "schedule.decay_rate must be a number in (0.0, 1.0]"),
         (["callbacks.early_stopping.monitor=val_acc"],
@@ -31,7 +31,7 @@ from trainer.errors import ConfigError
         (["strategy=mirrored", "strategy.devices=[/cpu:0,/cpu:1]", "batch_size=33"],
          "batch_size must be divisible by the number of replicas (2, strategy=mirrored)"),
         (["resume.enabled=yes"], "resume.enabled must be true or false. Received: resume.enabled=yes"),
-        (["resume.every_seconds=-1"], "resume.every_seconds must be a number >= 0. Received: resume.every_seconds=-1"),
+        (["resume.every_seconds=-1"], "resume.every_seconds must be a finite number >= 0. Received: resume.every_seconds=-1"),
     ],
 )
 def test_bad_loop_values_name_key_value_and_allowed(make_cfg, overrides, expected):

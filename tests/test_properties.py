@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -115,12 +116,31 @@ def _assert_one_clear_line(argv, code, printed):
 
 @settings(max_examples=120, deadline=None, phases=_PHASES, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_override, min_size=1, max_size=4))
+@example(["optimizer.learning_rate=nan"])  # NaN passes every comparison-based range check
+@example(["resume.every_seconds=inf", "+colour=red"])
 def test_random_command_lines_are_accepted_or_answered_in_one_line(argv):
     code, printed = _preflight(argv)
     if code is None:
         assert printed == "", (argv, printed)
+        _assert_numbers_are_finite(argv)
     else:
         _assert_one_clear_line(argv, code, printed)
+
+
+def _assert_numbers_are_finite(argv):
+    """What an accepted command line hands to training holds no NaN or infinity anywhere."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module("conf", version_base="1.3"):
+        plain = validate(compose("config", overrides=argv))
+    GlobalHydra.instance().clear()
+    stack = [plain]
+    while stack:
+        node = stack.pop()
+        values = node.values() if isinstance(node, dict) else node
+        for value in values:
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+            assert not isinstance(value, float) or math.isfinite(value), (argv, plain)
 
 
 @settings(max_examples=40, deadline=None, phases=_PHASES)

@@ -6,7 +6,13 @@ never looks at the DictConfig again.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import stat
+import urllib.parse
+from importlib.metadata import entry_points
+from importlib.resources import files
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -22,6 +28,38 @@ ACTIVATIONS = (
     "relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "selu", "leaky_relu", "relu6",
     "softplus", "softsign", "mish", "hard_sigmoid", "hard_silu", "linear",
 )
+
+# keras.utils.set_random_seed seeds numpy too, whose seeds are unsigned 32-bit integers.
+MAX_SEED = 2**32 - 1
+
+# What MLflow accepts as a tracking URI (mlflow/tracking/_tracking_service/utils.py registers
+# these; mlflow/store/db/db_types.py lists the databases, each also as <db>+<driver>). A plain path
+# would be a file store too, but it is refused: `tracking.uri=mlflow.db` is a typo of sqlite:///.
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+OTHER_SCHEMES = ("http", "https", "file", "databricks")
+_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):")
+# The first 16 bytes of every SQLite 3 database (https://www.sqlite.org/fileformat.html).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@functools.cache
+def _primary_config() -> DictConfig:
+    """conf/config.yaml as written (not composed): which top-level keys the config tree has."""
+    return OmegaConf.create((files("conf") / "config.yaml").read_text())
+
+
+def knob_slots() -> tuple[str, ...]:
+    """The top-level keys conf/config.yaml leaves for model knobs (`depth: null`, ...)."""
+    primary = _primary_config()
+    return tuple(k for k in primary if k not in RUN_KEYS and k != "defaults" and not OmegaConf.is_dict(primary[k]))
+
+
+def sections() -> tuple[str, ...]:
+    """Top-level sections of the composed config: one per config group of the defaults list, the
+    ones conf/config.yaml writes itself (resume, sweep), and Hydra's own."""
+    primary = _primary_config()
+    groups = [next(iter(d)) for d in primary.defaults if OmegaConf.is_dict(d)]
+    return (*groups, *(k for k in primary if OmegaConf.is_dict(primary[k])), "hydra")
 
 
 
@@ -43,7 +81,7 @@ def _check_knob(name: str, value):
             raise checks.fail(name, "a list of integers >= 1, one per stage, such as [16,32,64]", value)
         return widths
     # A knob of the user's own model: its builder validates it (before the MLflow run starts).
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, ListConfig) else value
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (ListConfig, DictConfig)) else value
 
 
 def _check_knobs_together(knobs: dict) -> None:
@@ -52,7 +90,7 @@ def _check_knobs_together(knobs: dict) -> None:
         stages = knobs["stages"]
         raise ConfigError(
             f"widths must list one width per stage ({stages} integers >= 1, since stages={stages})."
-            f" Received: widths={knobs['widths']}"
+            f" Received: widths={checks.shown(knobs['widths'])}"
         )
 
 
@@ -77,33 +115,125 @@ def _check_model_module(module) -> None:
         )
 
 
+def _declared_knobs(model: DictConfig) -> list[str]:
+    """model.name and model.knobs, the names of the top-level keys the model is built from."""
+    if not isinstance(model.name, str) or not model.name.strip():
+        raise checks.fail("model.name", "the name of a registered model such as mlp", model.name)
+    names = OmegaConf.to_container(model.knobs) if isinstance(model.knobs, ListConfig) else model.knobs
+    reserved = (*RUN_KEYS, *sections())
+    if not isinstance(names, list) or len(set(map(str, names))) != len(names) or not all(
+            isinstance(n, str) and n.isidentifier() and n not in reserved for n in names):
+        # A run setting or a section listed as a knob would be handed to the model builder.
+        raise checks.fail("model.knobs", "a list of distinct knob names such as [width, activation, l2]", model.knobs)
+    return names
+
+
 def model_knobs(cfg: DictConfig) -> dict:
-    """The selected model's knob values; a knob set for a model that does not use it is an error."""
-    declared = list(cfg.model.knobs)
-    knob_slots = [k for k, v in cfg.items() if k not in RUN_KEYS and not isinstance(v, DictConfig)]
-    for key in knob_slots:
-        if key not in declared and cfg[key] is not None:
+    """The selected model's knob values; a knob set for a model that does not use it is an error,
+    and a top-level key that is neither a knob slot nor a section is not a config key at all."""
+    declared = _declared_knobs(cfg.model)
+    slots, known_sections = knob_slots(), sections()
+    for key, value in cfg.items():
+        if key in RUN_KEYS or key in declared or (key in known_sections and isinstance(value, DictConfig)):
+            continue
+        if key not in slots:
+            while isinstance(value, DictConfig) and len(value) == 1:  # `+foo.bar=1`: name foo.bar
+                inner = next(iter(value))
+                key, value = f"{key}.{inner}", value[inner]
+            raise checks.unknown_key(key, value)
+        if value is not None:
             raise ConfigError(
-                f"{key} is not a knob of model '{cfg.model.name}'; its knobs are:"
-                f" {', '.join(declared) or 'none'}. Received: {key}={cfg[key]}"
+                f"{key} is not a knob of model '{checks.shorten(cfg.model.name)}'; its knobs are:"
+                f" {checks.shorten(', '.join(declared) or 'none')}. Received: {key}={checks.shown(value)}"
             )
-    missing = [k for k in declared if k not in cfg or cfg[k] is None]
+    missing = [checks.shorten(k) for k in declared if k not in cfg or cfg[k] is None]
     if missing:
+        name = checks.shorten(cfg.model.name)
         raise ConfigError(
-            f"model '{cfg.model.name}' lists knob {missing[0]} in model.knobs but"
-            f" conf/model/{cfg.model.name}.yaml gives it no value. Received: {missing[0]}=null"
+            f"model '{name}' lists knob {missing[0]} in model.knobs but conf/model/{name}.yaml gives it no value."
+            f" Received: {missing[0]}=null"
         )
     knobs = {k: _check_knob(k, cfg[k]) for k in declared}
     _check_knobs_together(knobs)
     return knobs
 
 
+def _other_schemes() -> list[str]:
+    """http, https, file, databricks and the schemes of installed MLflow store plugins."""
+    plugins = {ep.name for ep in entry_points(group="mlflow.tracking_store")}
+    return [*OTHER_SCHEMES, *sorted(plugins - set(OTHER_SCHEMES) - set(DATABASE_SCHEMES))]
+
+
+def _check_uri_scheme(uri) -> str:
+    """The scheme of tracking.uri (without a +driver) if MLflow has a store for it."""
+    found = _SCHEME.match(uri) if isinstance(uri, str) else None
+    scheme = found and found["scheme"]
+    base, _, driver = (scheme or "").partition("+")
+    if uri == "databricks" or (base in DATABASE_SCHEMES and "+" not in driver) or scheme in _other_schemes():
+        return "databricks" if uri == "databricks" else base
+    allowed = f"{', '.join(DATABASE_SCHEMES)} (each also as <database>+<driver>), {', '.join(_other_schemes())}"
+    raise checks.fail("tracking.uri", "an MLflow tracking URI such as sqlite:///path/mlflow.db or"
+                      f" http://host:5000 (schemes: {allowed})", _without_password(uri))
+
+
+def _without_password(uri):
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", uri) if isinstance(uri, str) else uri
+
+
+def _sqlite_problem(path: str) -> str | None:
+    """Why `path` cannot hold the run's SQLite store, or None: it must be an SQLite database
+    (or an empty file) or not exist yet, and its folder must take the journal and lock files."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return checks.folder_problem(os.path.dirname(os.path.abspath(path)))
+    except OSError as err:
+        return f"{checks.shorten(path)} cannot be read: {err.strerror}"
+    if stat.S_ISDIR(info.st_mode):
+        return f"{checks.shorten(path)} is a folder"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{checks.shorten(path)} is not a regular file"
+    try:
+        with open(path, "rb") as db:
+            header = db.read(len(SQLITE_HEADER))
+    except OSError as err:
+        return f"{checks.shorten(path)} cannot be read: {err.strerror}"
+    if header and header != SQLITE_HEADER:
+        return f"{checks.shorten(path)} is not an SQLite database"
+    if not os.access(path, os.W_OK):
+        return f"{checks.shorten(path)} is not writable"
+    return checks.folder_problem(os.path.dirname(os.path.abspath(path)))
+
+
+def _check_sqlite_uri(uri: str) -> None:
+    # MLflow's store reads sqlite:///<path> (a relative path) or sqlite:////<absolute path>;
+    # sqlite:/// or sqlite:// alone is an in-memory database that is gone when the run ends.
+    rest = uri.partition(":")[2]
+    path = rest[3:].partition("?")[0] if rest.startswith("///") else ""
+    if not path or path == ":memory:" or path.endswith("/"):
+        raise checks.fail("tracking.uri", "sqlite:/// followed by the path of a database file, such as"
+                          " sqlite:///mlflow.db or sqlite:////abs/path/mlflow.db (without a path MLflow keeps"
+                          " the runs in memory and loses every one)", uri)
+    problem = _sqlite_problem(path)
+    if problem:
+        raise checks.fail("tracking.uri", "an SQLite database, or a new file in a folder this user can write to"
+                          f" ({problem})", uri)
+
+
+def _check_file_uri(uri: str) -> None:
+    path = urllib.parse.urlparse(uri).path
+    problem = checks.folder_problem(path) if path else "no folder named"
+    if problem:
+        raise checks.fail("tracking.uri", f"a file: URI of a folder this user can write to ({problem})", uri)
+
+
 def _check_tracking(tracking: DictConfig) -> None:
     checks.boolean("tracking.enabled", tracking.enabled)
-    uri = tracking.uri
-    if not isinstance(uri, str) or "://" not in uri and not uri.startswith(("databricks", "file:")):
-        raise checks.fail("tracking.uri", "an MLflow tracking URI such as sqlite:///path/mlflow.db or"
-                          " http://host:5000", uri)
+    scheme = _check_uri_scheme(tracking.uri)
+    if tracking.enabled and scheme == "sqlite":
+        _check_sqlite_uri(tracking.uri)
+    elif tracking.enabled and scheme == "file":
+        _check_file_uri(tracking.uri)
     if not isinstance(tracking.experiment, str) or not tracking.experiment.strip():
         raise checks.fail("tracking.experiment", "a non-empty experiment name", tracking.experiment)
     checks.int_at_least("tracking.log_every_n_steps", tracking.log_every_n_steps, 0)
@@ -121,14 +251,17 @@ def _check_sweep(sweep: DictConfig) -> None:
 
 def _check_writable(key: str, path) -> None:
     """A folder the run will write to must be writable (or creatable) now, not after a TensorFlow
-    start-up and an hour of training. `access` also sees a read-only mount, even for root."""
-    if path is None or "://" in str(path):
+    start-up and an hour of training."""
+    if path is None:
         return
-    existing = os.path.abspath(str(path))
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise checks.fail(key, f"a folder this user can write to ({existing} is not writable)", path)
+    if not isinstance(path, str) or not path.strip() or "://" in path:
+        # trainer/store.py hands MLflow file://<this folder>; a server keeps artifacts where its
+        # --artifacts-destination says (tracking=server sets this to null).
+        raise checks.fail(key, "null or the path of a local folder (a tracking server keeps artifacts where its"
+                          " --artifacts-destination says)", path)
+    problem = checks.folder_problem(path)
+    if problem:
+        raise checks.fail(key, f"a folder this user can write to ({problem})", path)
 
 
 def _check_contradictions(cfg: DictConfig) -> None:
@@ -137,12 +270,13 @@ def _check_contradictions(cfg: DictConfig) -> None:
     if cfg.tracking.register_as is not None and not cfg.tracking.enabled:
         raise ConfigError(
             "tracking.register_as needs tracking.enabled=true: an untracked run logs no model to register."
-            f" Received: tracking.register_as={cfg.tracking.register_as}, tracking.enabled=false"
+            f" Received: tracking.register_as={checks.shown(cfg.tracking.register_as)}, tracking.enabled=false"
         )
     if cfg.optimizer.get("clipnorm") is not None and cfg.optimizer.get("clipvalue") is not None:
         raise ConfigError(
             "optimizer.clipnorm and optimizer.clipvalue cannot both be set (Keras clips one way); keep one."
-            f" Received: optimizer.clipnorm={cfg.optimizer.clipnorm}, optimizer.clipvalue={cfg.optimizer.clipvalue}"
+            f" Received: optimizer.clipnorm={checks.shown(cfg.optimizer.clipnorm)},"
+            f" optimizer.clipvalue={checks.shown(cfg.optimizer.clipvalue)}"
         )
 
 
@@ -150,7 +284,7 @@ def validate(cfg: DictConfig) -> dict:
     """Check the whole config; return it as plain containers with `model.knobs` as a dict."""
     checks.int_at_least("epochs", cfg.epochs, 1)
     checks.int_at_least("batch_size", cfg.batch_size, 1)
-    checks.int_at_least("seed", cfg.seed, 0)
+    checks.int_in("seed", cfg.seed, 0, MAX_SEED)
     checks.one_of("model.variant", cfg.model.variant, ("functional", "subclassed"))
     loop_config.check(cfg)
     data_settings.check(cfg.data)
@@ -166,7 +300,7 @@ def validate(cfg: DictConfig) -> dict:
     plain = {
         key: OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=True)
         for key in cfg
-        if key != "hydra" and isinstance(cfg[key], DictConfig)
+        if key != "hydra" and key not in knobs and isinstance(cfg[key], DictConfig)
     }
     plain.update({key: cfg[key] for key in RUN_KEYS})
     plain["model"]["knobs"] = knobs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from trainer import checks
 from trainer.errors import ConfigError
@@ -75,6 +75,13 @@ def _check_callbacks(cb: DictConfig) -> None:
     checks.one_of("callbacks.checkpoint.monitor", cb.checkpoint.monitor, MONITORS)
 
 
+def _addresses(job) -> list | None:
+    """A cluster job's addresses; tf.train.ClusterSpec takes a list, or {index: address} for a
+    sparse job. None for anything else (a string would count its characters as workers)."""
+    addresses = list(job.values()) if isinstance(job, dict) else job
+    return addresses if isinstance(addresses, list) and all(isinstance(a, str) for a in addresses) else None
+
+
 def tf_config_workers() -> int:
     """Worker count from $TF_CONFIG (what MultiWorkerMirroredStrategy reads); 0 when unset."""
     raw = os.environ.get("TF_CONFIG")
@@ -82,12 +89,15 @@ def tf_config_workers() -> int:
         return 0
     try:
         cluster = json.loads(raw)["cluster"]
-        return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+        jobs = [_addresses(cluster.get(name, [])) for name in ("worker", "chief")]
     except (ValueError, KeyError, TypeError, AttributeError):
+        jobs = [None]
+    if None in jobs:
         raise ConfigError(
             'TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker",'
-            f' "index": 0}}}}. Received: TF_CONFIG={raw}'
-        ) from None
+            f' "index": 0}}}}. Received: TF_CONFIG={checks.shorten(raw)}'
+        )
+    return sum(map(len, jobs))
 
 
 def known_replicas(strategy: DictConfig) -> int | None:
@@ -137,8 +147,11 @@ def _check_strategy(strategy: DictConfig, batch_size: int) -> None:
     checks.one_of("strategy.name", strategy.name, STRATEGIES)
     if strategy.name == "mirrored":
         devices = strategy.devices
-        if devices is not None and (not devices or not all(isinstance(d, str) for d in devices)):
-            raise checks.fail("strategy.devices", "null or a non-empty list of device names like /cpu:0", devices)
+        names = list(devices) if isinstance(devices, ListConfig) else devices
+        if names is not None and (not isinstance(names, list) or not names or len(set(map(str, names))) != len(names)
+                                  or not all(isinstance(d, str) and d.strip() for d in names)):
+            raise checks.fail("strategy.devices", "null or a non-empty list of distinct device names like /cpu:0",
+                              devices)
     if strategy.name == "multi_worker" and tf_config_workers() == 0:
         raise ConfigError(
             "strategy=multi_worker needs TF_CONFIG describing the cluster and this process's task (see"

@@ -3,16 +3,14 @@ before TensorFlow loads): value ranges, and an image folder's layout."""
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import ListConfig
 
 from trainer import checks
 from trainer.data import folders
 
 SOURCES = ("tfds", "image_folder")
-
-
-def _shown(value):
-    return "null" if value is None else value  # as it is written on the command line
 
 
 def _optional_text(key: str, value) -> None:
@@ -44,9 +42,13 @@ def check(data) -> None:
     _pipeline(data)
     if data.source == "tfds":
         if not isinstance(data.name, str) or not data.name.strip():
-            raise checks.fail("data.name", "a TFDS dataset name (data=tfds data.name=mnist)", _shown(data.name))
+            raise checks.fail("data.name", "a TFDS dataset name (data=tfds data.name=mnist)", data.name)
         checks.boolean("data.download", data.download)
         _optional_text("data.data_dir", data.data_dir)
+        # TFDS prepares a dataset into data_dir; one already prepared there is only read.
+        problem = data.data_dir and checks.folder_problem(os.path.expanduser(data.data_dir), write=False)
+        if problem:
+            raise checks.fail("data.data_dir", f"null or a folder ({problem})", data.data_dir)
         if not isinstance(data.train_split, str) or not data.train_split.strip():
             raise checks.fail("data.train_split", "a split name such as train", data.train_split)
         _optional_text("data.validation_split", data.validation_split)
@@ -59,4 +61,10 @@ def check(data) -> None:
     checks.int_at_least("data.split_seed", data.split_seed, 0)
     if data.channels is not None and not (checks.is_int(data.channels) and data.channels in (1, 3)):
         raise checks.fail("data.channels", "1, 3 or null", data.channels)
-    folders.class_files(data.path)
+    if not isinstance(data.path, (str, type(None))):
+        raise checks.fail("data.path", "a folder with one sub-folder of images per class", data.path)
+    try:
+        folders.class_files(data.path)
+    except OSError as err:  # a folder this user may not list
+        raise checks.fail("data.path", f"a folder this user can read ({err.filename}: {err.strerror})",
+                          data.path) from None
