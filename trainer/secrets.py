@@ -10,6 +10,7 @@ Plain Python, no MLflow or TensorFlow, so the tracker and its tests stay cheap.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -28,11 +29,18 @@ _SECRET_WORD = "(?:" + "|".join(SECRET_WORDS) + ")"
 # A config key names a secret when one of its words ends in a secret word (`api_key`, `apikey`,
 # `db.password`), but not when the word only starts with one (`KeyboardInterrupt`, `tokenizer`).
 _SECRET_KEY = re.compile(_SECRET_WORD + r"s?(?![a-z])", re.IGNORECASE)
-# `key=value` (overrides, command lines) and `key: value` (YAML) whose key names a secret.
-_ASSIGNMENT = re.compile(r"(?P<key>[\w.+~/-]*" + _SECRET_WORD + r"s?(?![a-z])[\w.-]*)(?P<sep>[ \t]*[=:][ \t]*)"
-                         r"(?P<value>'[^'\n]*'|\"[^\"\n]*\"|[^\s,}\]]+)", re.IGNORECASE)
-# The password of a `scheme://user:password@host` URL.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)[^/@\s]+@", re.IGNORECASE)
+# `key=value` (overrides, command lines), `key: value` (YAML) and `'key': value` (a dict printed by
+# Python, JSON) whose key names a secret. The value is a quoted string, a flow list or mapping
+# (`api_keys: [a, b]`, masked whole), or a bare word up to the next separator.
+_ASSIGNMENT = re.compile(r"(?P<key>['\"]?[\w.+~/-]*" + _SECRET_WORD + r"s?(?![a-z])[\w.-]*['\"]?)(?P<sep>[ \t]*[=:][ \t]*)"
+                         r"(?P<value>'[^'\n]*'|\"[^\"\n]*\"|\[[^\]\n]*\]|\{[^}\n]*\}|[^\s,}\]'\"]+)", re.IGNORECASE)
+# The password of a `scheme://user:password@host` URL. A password may itself hold `/`, `@` and
+# `:`, so it runs to the LAST `@` before the URL ends (at a space or a quote): masking too much of
+# an odd URL is the safe way to be wrong; a comma followed by another URL (a swept list) ends it
+# too. Hydra writes `:` in swept values as `\:`.
+_SCHEME = r"[a-z][a-z0-9+.-]*\\?://"
+_URL_PASSWORD = re.compile(r"(?P<head>\b" + _SCHEME + r"[^\s/@:'\"\\]*\\?:)(?:[^\s'\",]|,(?!" + _SCHEME + r"))*@",
+                           re.IGNORECASE)
 
 
 def is_secret_name(name: str) -> bool:
@@ -59,6 +67,27 @@ def redact_text(text: str, environ=None) -> str:
         text = text.replace(value, MASK)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", text)
     return _ASSIGNMENT.sub(_mask_assignment, text)
+
+
+def mask_log_records() -> None:
+    """From now on every log record made in this process carries its message masked, whichever
+    logger made it and wherever its handlers write (Hydra's launchers and sweepers log each job's
+    overrides; Hydra replaces the handlers before every job, so a filter on them would not last)."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "masks_secrets", False):
+        return
+
+    def masked(*args, **kwargs):
+        record = make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed logging call: leave it to logging's own error report
+            return record
+        record.msg, record.args = redact_text(message), None
+        return record
+
+    masked.masks_secrets = True
+    logging.setLogRecordFactory(masked)
 
 
 def _mask_assignment(match: re.Match) -> str:

@@ -177,6 +177,7 @@ class Tracker:
             return self.run_id
         tags = {**tags, **stale.owner_tags()}
         tag_values = {_key(k): _cut(str(v), TAG_VALUE_LIMIT) for k, v in secrets.redact_mapping(tags).items()}
+        run_name = None if run_name is None else secrets.redact_text(run_name)
         run = with_lock_retries(self.client.create_run, experiment, tags=tag_values, run_name=run_name)
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in secrets.redact_mapping(param_items(params)).items()]
