@@ -148,7 +148,8 @@ class Tracker:
     enabled = True
 
     def __init__(self, *, uri: str, artifact_location: str | None, experiment: str):
-        self.uri = uri
+        self._uri = uri
+        self.uri = secrets.redact_text(uri)  # as printed: the password of a user:password@ URI masked
         self.artifact_location = artifact_location
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=uri)
@@ -162,7 +163,7 @@ class Tracker:
         self._sent_at = -math.inf  # the first epoch is sent at once, so the UI shows the run moving
 
     def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
-        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_tracking_uri(self._uri)
         experiment = experiment_id(self.client, self.experiment, self.artifact_location)
         try:  # runs a SIGKILL left RUNNING end FAILED (trainer/stale.py); never a reason to fail this one
             with_lock_retries(stale.close_stale_runs, self.client, experiment, keep=resume_run_id)
