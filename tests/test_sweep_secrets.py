@@ -10,7 +10,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer import secrets
+from trainer import provenance, secrets
 
 ENV_SECRET = "env-token-5150aa"
 TYPED_SECRET = "typed-key-8812bb"
@@ -39,6 +39,9 @@ def test_redaction_of_nested_values_and_url_passwords():
         assert not any(s in masked for s in SECRETS), masked
         assert secrets.redact_text(masked, env) == masked  # masking twice changes nothing
     assert secrets.redact_text(f"postgresql://u:{URL_PASSWORD}@host/db") == "postgresql://u:***@host/db"
+    # One argument is one override: under a secret key its whole value is the secret, spaces and all.
+    command = provenance.command_line(["trainer", "+model.api_key=several words 7781", f"+x.dsn=mysql://u:{URL_PASSWORD}@h"])
+    assert command == "python -m trainer '+model.api_key=***' '+x.dsn=mysql://u:***@h'"
     # What is not a credential stays as it was.
     for plain in ("http://127.0.0.1:5000", "file:///srv/a:b/c@d", "s3://bucket/key@1", "width=8 depth=3"):
         assert secrets.redact_text(plain, {}) == plain

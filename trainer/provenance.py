@@ -45,7 +45,7 @@ def command_line(argv: list[str] | None = None) -> str:
     Each argument is masked before it is quoted, so a quoted secret cannot slip past the mask."""
     argv = sys.argv if argv is None else argv
     program = "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
-    return secrets.redact_text(" ".join([program, *(shlex.quote(secrets.redact_text(a)) for a in argv[1:])]))
+    return secrets.redact_text(" ".join([program, *(shlex.quote(secrets.redact_override(a)) for a in argv[1:])]))
 
 
 def sweep_tags(job_num: int | None) -> dict[str, str]:
@@ -67,7 +67,7 @@ def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     # Hydra names a swept key as typed (`+model.x`); compare without the `+`/`~` on both sides.
     keys = {k.lstrip("+~") for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k}
     varied = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
-    return " ".join(secrets.redact_text(o) for o in varied or overrides) or f"job {job_num}"
+    return " ".join(secrets.redact_override(o) for o in varied or overrides) or f"job {job_num}"
 
 
 def run_tags(*, model: str, variant: str, loop: str, dataset: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
-"""Keep secrets out of MLflow: every param, tag, text and file artifact passes through here first.
+"""Keep secrets out of MLflow: every param, tag, run name, text and file artifact (a single run's
+and a sweep's), the command line, and a sweep's printed summary and log pass through here first.
 
 Two kinds of secret are masked as `***`:
 - the value of any environment variable whose name contains TOKEN, PASSWORD, SECRET or KEY
   (however it got into the config: `${oc.env:...}`, a pasted value, a log line), and
 - the value of any config key or `key=value` override whose own name ends in one of those words
-  (`+tracking.api_key=...` typed on the command line), and the password in a `user:password@` URL.
+  (`+tracking.api_key=...` typed on the command line), wherever it is nested (a YAML, JSON or
+  Python dict or list), and the password in a `user:password@` URL.
 Plain Python, no MLflow or TensorFlow, so the tracker and its tests stay cheap.
 """
 
@@ -88,6 +90,15 @@ def mask_log_records() -> None:
 
     masked.masks_secrets = True
     logging.setLogRecordFactory(masked)
+
+
+def redact_override(override: str, environ=None) -> str:
+    """One `key=value` override (one command-line argument): under a secret-named key the whole
+    value is the secret, spaces and all; any other value is masked as text."""
+    key, sep, value = override.partition("=")
+    if sep and is_secret_key(key.lstrip("+~")) and value not in ("", "null", "None", "~", MASK):
+        return f"{key}={MASK}"
+    return redact_text(override, environ)
 
 
 def _mask_assignment(match: re.Match) -> str:

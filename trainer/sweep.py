@@ -33,14 +33,14 @@ FAILED_MARKER = "job_failed.txt"  # in a job's output folder: how it failed
 
 
 def mark_failed(err: BaseException) -> None:
-    """Called by the job that failed (in whatever process ran it): leave the traceback in its folder."""
+    """Called by the job that failed (in whatever process ran it): leave the traceback, masked, in its folder."""
     import traceback
 
     from hydra.core.hydra_config import HydraConfig
 
     path = os.path.join(HydraConfig.get().runtime.output_dir, FAILED_MARKER)
     with open(path, "w") as f:
-        f.write("".join(traceback.format_exception(type(err), err, err.__traceback__)))
+        f.write(secrets.redact_text("".join(traceback.format_exception(type(err), err, err.__traceback__))))
 
 
 def _marked_jobs(sweep_dir: str) -> list[int]:
@@ -52,7 +52,7 @@ def _job_overrides(sweep_dir: str, job: int) -> str:
     """The overrides Hydra recorded for a job, as one line (its folder's .hydra/overrides.yaml)."""
     path = os.path.join(sweep_dir, str(job), ".hydra", "overrides.yaml")
     try:
-        return " ".join(secrets.redact_text(str(o)) for o in OmegaConf.load(path)) or f"job {job}"
+        return " ".join(secrets.redact_override(str(o)) for o in OmegaConf.load(path)) or f"job {job}"
     except Exception:  # the job died before Hydra wrote it
         return f"job {job}"
 
@@ -104,7 +104,7 @@ class MlflowSweep(Callback):
             "sweep.role": "parent",
             "sweep.sweeper": _short_target(config.hydra.sweeper),
             "sweep.launcher": _short_target(config.hydra.launcher),
-            "sweep.overrides": " ".join(secrets.redact_text(o) for o in config.hydra.overrides.task),
+            "sweep.overrides": " ".join(secrets.redact_override(o) for o in config.hydra.overrides.task),
             "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
             "command": provenance.command_line(),
             "git.commit": commit,
