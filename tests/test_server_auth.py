@@ -1,7 +1,8 @@
 """A team server with authentication: a real `mlflow server --app-name basic-auth` on 127.0.0.1
 (its own folder, auth database and admin), a user of its own. The right credentials track a run;
 wrong or missing ones stop the command in one line before TensorFlow loads; the password is in
-no param, tag, artifact, log or message."""
+no param, tag, artifact, log or message, nor in the run link MLflow prints. The probe's TLS and
+token settings are checked against a real TLS server."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -229,3 +231,18 @@ def test_the_probe_uses_mlflow_tls_and_token_settings(tls_server, monkeypatch):
     message = str(refused.value)
     assert "401" in message and "the user bob of tracking.uri" in message and "pw-of-bob-77" not in message
     assert message.endswith(f"Received: tracking.uri=https://bob:***@{uri.split('://', 1)[1]}")
+
+
+def test_a_password_in_the_uri_is_not_printed_when_a_run_ends(auth_server, tmp_path):
+    """MLflow's client prints a link to every run it ends on a server: with the tracking URI in it."""
+    quoted = urllib.parse.quote(PASSWORD, safe="")
+    uri = auth_server.replace("://", f"://{USER}:{quoted}@")
+    code = ("import sys; from trainer import store; from mlflow.tracking import MlflowClient\n"
+            "store.prepare_store(sys.argv[1]); client = MlflowClient(sys.argv[1])\n"
+            "run = client.create_run(client.create_experiment('uri-credentials'))\n"
+            "client.set_terminated(run.info.run_id)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    result = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "alice-pw-4409" not in result.stdout + result.stderr  # the start of the password, quoted or not

@@ -88,6 +88,9 @@ def prepare_store(uri: str) -> None:
     elif uri.startswith(("http://", "https://")):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
+        if secrets.redact_text(uri) != uri:
+            # MLflow prints "View run ... at: <tracking URI>/#/..." whenever a run ends, password and all.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         _probe_server(uri)
 
 
