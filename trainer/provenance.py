@@ -1,23 +1,23 @@
 """Where a run came from, as MLflow tags: git commit and dirtiness, the command line, the sweep.
 
-Never reads the environment beyond the sweep variables: no secret can end up in a tag, and
-credentials written into a URL on the command line are masked.
+Reads the environment only for the sweep variables and, through trainer.secrets, for the secret
+values to mask: the command line and a child's name never carry a secret.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
 
+from trainer import secrets
+
 # Set by trainer.sweep in the process that runs a multirun's jobs (joblib workers included).
 PARENT_RUN_ENV = "TRAINER_SWEEP_PARENT_RUN_ID"
 SWEEP_ENV = "TRAINER_SWEEP_ID"
-SWEPT_KEYS_ENV = "TRAINER_SWEPT_KEYS"
-
-_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+# Not named "..._KEYS": trainer.secrets would take its value for a secret and mask it.
+SWEPT_KEYS_ENV = "TRAINER_SWEPT_OVERRIDES"
 
 
 def code_root() -> str:
@@ -41,11 +41,11 @@ def git_state(root: str) -> tuple[str, str]:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as typed (python -m trainer ...), with any user:password@ in a URL masked."""
+    """The command as typed (python -m trainer ...), with its secrets masked (trainer.secrets).
+    Each argument is masked before it is quoted, so a quoted secret cannot slip past the mask."""
     argv = sys.argv if argv is None else argv
     program = "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
-    text = " ".join([program, *map(shlex.quote, argv[1:])])
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
+    return secrets.redact_text(" ".join([program, *(shlex.quote(secrets.redact_override(a)) for a in argv[1:])]))
 
 
 def sweep_tags(job_num: int | None) -> dict[str, str]:
@@ -64,9 +64,10 @@ def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     None (MLflow picks a name) outside a sweep."""
     if not os.environ.get(PARENT_RUN_ENV):
         return None
-    keys = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+    # Hydra names a swept key as typed (`+model.x`); compare without the `+`/`~` on both sides.
+    keys = {k.lstrip("+~") for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k}
     varied = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
-    return " ".join(varied or overrides) or f"job {job_num}"
+    return " ".join(secrets.redact_override(o) for o in varied or overrides) or f"job {job_num}"
 
 
 def run_tags(*, model: str, variant: str, loop: str, dataset: str) -> dict[str, str]:

@@ -1,15 +1,18 @@
-"""Keep secrets out of MLflow: every param, tag, text and file artifact passes through here first.
+"""Keep secrets out of MLflow: every param, tag, run name, text and file artifact (a single run's
+and a sweep's), the command line, and a sweep's printed summary and log pass through here first.
 
 Two kinds of secret are masked as `***`:
 - the value of any environment variable whose name contains TOKEN, PASSWORD, SECRET or KEY
   (however it got into the config: `${oc.env:...}`, a pasted value, a log line), and
 - the value of any config key or `key=value` override whose own name ends in one of those words
-  (`+tracking.api_key=...` typed on the command line), and the password in a `user:password@` URL.
+  (`+tracking.api_key=...` typed on the command line), wherever it is nested (a YAML, JSON or
+  Python dict or list), and the password in a `user:password@` URL.
 Plain Python, no MLflow or TensorFlow, so the tracker and its tests stay cheap.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -28,11 +31,18 @@ _SECRET_WORD = "(?:" + "|".join(SECRET_WORDS) + ")"
 # A config key names a secret when one of its words ends in a secret word (`api_key`, `apikey`,
 # `db.password`), but not when the word only starts with one (`KeyboardInterrupt`, `tokenizer`).
 _SECRET_KEY = re.compile(_SECRET_WORD + r"s?(?![a-z])", re.IGNORECASE)
-# `key=value` (overrides, command lines) and `key: value` (YAML) whose key names a secret.
-_ASSIGNMENT = re.compile(r"(?P<key>[\w.+~/-]*" + _SECRET_WORD + r"s?(?![a-z])[\w.-]*)(?P<sep>[ \t]*[=:][ \t]*)"
-                         r"(?P<value>'[^'\n]*'|\"[^\"\n]*\"|[^\s,}\]]+)", re.IGNORECASE)
-# The password of a `scheme://user:password@host` URL.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)[^/@\s]+@", re.IGNORECASE)
+# `key=value` (overrides, command lines), `key: value` (YAML) and `'key': value` (a dict printed by
+# Python, JSON) whose key names a secret. The value is a quoted string, a flow list or mapping
+# (`api_keys: [a, b]`, masked whole), or a bare word up to the next separator.
+_ASSIGNMENT = re.compile(r"(?P<key>['\"]?[\w.+~/-]*" + _SECRET_WORD + r"s?(?![a-z])[\w.-]*['\"]?)(?P<sep>[ \t]*[=:][ \t]*)"
+                         r"(?P<value>'[^'\n]*'|\"[^\"\n]*\"|\[[^\]\n]*\]|\{[^}\n]*\}|[^\s,}\]'\"]+)", re.IGNORECASE)
+# The password of a `scheme://user:password@host` URL. A password may itself hold `/`, `@` and
+# `:`, so it runs to the LAST `@` before the URL ends (at a space or a quote): masking too much of
+# an odd URL is the safe way to be wrong; a comma followed by another URL (a swept list) ends it
+# too. Hydra writes `:` in swept values as `\:`.
+_SCHEME = r"[a-z][a-z0-9+.-]*\\?://"
+_URL_PASSWORD = re.compile(r"(?P<head>\b" + _SCHEME + r"[^\s/@:'\"\\]*\\?:)(?:[^\s'\",]|,(?!" + _SCHEME + r"))*@",
+                           re.IGNORECASE)
 
 
 def is_secret_name(name: str) -> bool:
@@ -59,6 +69,36 @@ def redact_text(text: str, environ=None) -> str:
         text = text.replace(value, MASK)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", text)
     return _ASSIGNMENT.sub(_mask_assignment, text)
+
+
+def mask_log_records() -> None:
+    """From now on every log record made in this process carries its message masked, whichever
+    logger made it and wherever its handlers write (Hydra's launchers and sweepers log each job's
+    overrides; Hydra replaces the handlers before every job, so a filter on them would not last)."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "masks_secrets", False):
+        return
+
+    def masked(*args, **kwargs):
+        record = make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed logging call: leave it to logging's own error report
+            return record
+        record.msg, record.args = redact_text(message), None
+        return record
+
+    masked.masks_secrets = True
+    logging.setLogRecordFactory(masked)
+
+
+def redact_override(override: str, environ=None) -> str:
+    """One `key=value` override (one command-line argument): under a secret-named key the whole
+    value is the secret, spaces and all; any other value is masked as text."""
+    key, sep, value = override.partition("=")
+    if sep and is_secret_key(key.lstrip("+~")) and value not in ("", "null", "None", "~", MASK):
+        return f"{key}={MASK}"
+    return redact_text(override, environ)
 
 
 def _mask_assignment(match: re.Match) -> str:

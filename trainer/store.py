@@ -1,17 +1,23 @@
 """The MLflow store itself, without TensorFlow: make a SQLite file safe for parallel jobs, make a
-tracking server fail fast, and retry a write that SQLite refused because another job held the lock.
-The sweep callback uses this in Hydra's main process, which never imports TensorFlow.
+tracking server fail fast (unreachable, or refusing our credentials), and retry a write that SQLite
+refused because another job held the lock. The sweep callback uses this in Hydra's main process,
+which never imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import base64
+import configparser
 import contextlib
 import os
 import sqlite3
+import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
+from trainer import secrets
 from trainer.errors import ConfigError
 
 # A tracking server that is down must cost seconds, not MLflow's default of 7 retries with
@@ -69,7 +75,7 @@ def prepare_store(uri: str) -> None:
 
     WAL lets readers and one writer work at the same time and is a property of the file, so
     setting it once serves every later process. An http(s) store is probed with one request
-    so that a wrong address fails in seconds, before any training, with one line.
+    so that a wrong address or wrong credentials fail in seconds, before any training, with one line.
     """
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///"):]
@@ -82,15 +88,110 @@ def prepare_store(uri: str) -> None:
     elif uri.startswith(("http://", "https://")):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as answer:
-                answer.read()
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
+        if secrets.redact_text(uri) != uri:
+            # MLflow prints "View run ... at: <tracking URI>/#/..." whenever a run ends, password and all.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+        _probe_server(uri)
+
+
+# A read every authenticated user may make; `/health` would not do, as a server with
+# authentication answers it without asking who is calling.
+_PROBE_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
+def _probe_server(uri: str) -> None:
+    """One request as MLflow's own client would make it (mlflow.utils.credentials): the same
+    credentials and the same TLS settings, so that passing it means MLflow's requests will pass."""
+    shown = secrets.redact_text(uri)  # never the password of an `http://user:password@host` URI
+    try:
+        base, headers, who = _credentials(uri)
+        url = base + _PROBE_PATH
+        if os.environ.get("MLFLOW_TRACKING_AUTH"):
+            # An auth plugin of MLflow's signs the requests; only MLflow can, so check the server is up.
+            url, headers = base + "/health", {}
+        request = urllib.request.Request(url, headers=headers)
+        context = _tls_context() if url.startswith("https://") else None
+        with urllib.request.urlopen(request, timeout=_timeout(), context=context) as answer:
+            answer.read()
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
             raise ConfigError(
-                f"tracking.uri must be a reachable MLflow tracking server (start one with `mlflow server`;"
-                f" see README, Teams); it did not answer: {reason}. Received: tracking.uri={uri}"
+                f"tracking.uri must be a tracking server that accepts your credentials (MLFLOW_TRACKING_USERNAME and"
+                f" MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN; see README, Teams); it answered"
+                f" {err.code} {_one_line(err.reason)} {who}. Received: tracking.uri={shown}"
             ) from None
+        raise _unreachable(f"HTTP {err.code} {err.reason}", shown) from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            reason = f"{reason} (MLFLOW_TRACKING_SERVER_CERT_PATH names a CA bundle to trust)"
+        raise _unreachable(reason, shown) from None
+
+
+def _timeout() -> float:
+    # MLflow's own request timeout: a server that checks a password hash per request can take
+    # seconds to answer on a busy machine, and what MLflow waits for, the probe waits for too.
+    default = HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+    try:
+        return float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", default))
+    except ValueError:
+        return float(default)
+
+
+def _unreachable(reason, shown: str) -> ConfigError:
+    return ConfigError(
+        f"tracking.uri must be a reachable MLflow tracking server (start one with `mlflow server`;"
+        f" see README, Teams); it did not answer: {_one_line(reason)}. Received: tracking.uri={shown}"
+    )
+
+
+def _one_line(text) -> str:
+    return secrets.redact_text(" ".join(str(text).split()))
+
+
+def _credentials(uri: str) -> tuple[str, dict, str]:
+    """(the server's URL without any user:password@, request headers, who we are for the message).
+
+    MLflow's order: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials),
+    then MLFLOW_TRACKING_TOKEN; a `user:password@` in the URI is used when neither is set, as the
+    HTTP library under MLflow does."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    userinfo, _, host = parts.netloc.rpartition("@")
+    url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    username, password = _mlflow_credentials()
+    who = f"for MLFLOW_TRACKING_USERNAME={username}"
+    if not (username and password) and userinfo:
+        username, _, password = (urllib.parse.unquote(p) for p in userinfo.partition(":"))
+        who = f"for the user {username} of tracking.uri"
+    if username and password:
+        basic = base64.standard_b64encode(f"{username}:{password}".encode()).decode()
+        return url, {"Authorization": f"Basic {basic}"}, who
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return url, {"Authorization": f"Bearer {token}"}, "for the token in MLFLOW_TRACKING_TOKEN"
+    return url, {}, "to a request without credentials (MLFLOW_TRACKING_USERNAME is not set)"
+
+
+def _mlflow_credentials() -> tuple[str | None, str | None]:
+    file = configparser.ConfigParser()
+    file.read(os.path.expanduser("~/.mlflow/credentials"))
+    saved = file["mlflow"] if "mlflow" in file else {}
+    return (os.environ.get("MLFLOW_TRACKING_USERNAME") or saved.get("mlflow_tracking_username"),
+            os.environ.get("MLFLOW_TRACKING_PASSWORD") or saved.get("mlflow_tracking_password"))
+
+
+def _tls_context() -> ssl.SSLContext:
+    """MLflow's TLS settings: MLFLOW_TRACKING_INSECURE_TLS skips verification,
+    MLFLOW_TRACKING_SERVER_CERT_PATH is the CA bundle to trust, MLFLOW_TRACKING_CLIENT_CERT_PATH
+    the client's certificate (and key) in one .pem file."""
+    context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in ("true", "1"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+    if client_cert:
+        context.load_cert_chain(client_cert)
+    return context
 
 
 def _create_tables_one_process_at_a_time(uri: str, path: str) -> None:

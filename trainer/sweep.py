@@ -4,7 +4,8 @@ sweep's summary (best value, best overrides, a table of all jobs) on the parent 
 `MlflowSweep` is a Hydra callback (conf/hydra/default.yaml). It runs in Hydra's main process,
 which never imports TensorFlow. The parent run id reaches the jobs through environment
 variables, set before jobs start and again in `on_job_start`, which Hydra calls in the process
-that runs the job, so joblib's worker processes get it too.
+that runs the job, so joblib's worker processes get it too. Everything the sweep writes to MLflow
+or prints passes through trainer.secrets first (`_MaskedClient`), as a single run's does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import signal
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import provenance, signals, store
+from trainer import provenance, secrets, signals, store
 from trainer.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,14 @@ FAILED_MARKER = "job_failed.txt"  # in a job's output folder: how it failed
 
 
 def mark_failed(err: BaseException) -> None:
-    """Called by the job that failed (in whatever process ran it): leave the traceback in its folder."""
+    """Called by the job that failed (in whatever process ran it): leave the traceback, masked, in its folder."""
     import traceback
 
     from hydra.core.hydra_config import HydraConfig
 
     path = os.path.join(HydraConfig.get().runtime.output_dir, FAILED_MARKER)
     with open(path, "w") as f:
-        f.write("".join(traceback.format_exception(type(err), err, err.__traceback__)))
+        f.write(secrets.redact_text("".join(traceback.format_exception(type(err), err, err.__traceback__))))
 
 
 def _marked_jobs(sweep_dir: str) -> list[int]:
@@ -51,7 +52,7 @@ def _job_overrides(sweep_dir: str, job: int) -> str:
     """The overrides Hydra recorded for a job, as one line (its folder's .hydra/overrides.yaml)."""
     path = os.path.join(sweep_dir, str(job), ".hydra", "overrides.yaml")
     try:
-        return " ".join(str(o) for o in OmegaConf.load(path)) or f"job {job}"
+        return " ".join(secrets.redact_override(str(o)) for o in OmegaConf.load(path)) or f"job {job}"
     except Exception:  # the job died before Hydra wrote it
         return f"job {job}"
 
@@ -82,10 +83,9 @@ class MlflowSweep(Callback):
     # -- main process -------------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         failed_jobs.clear()
+        secrets.mask_log_records()
         if not config.tracking.enabled:
             return
-        from mlflow.tracking import MlflowClient
-
         self.uri = config.tracking.uri
         try:
             store.prepare_store(self.uri)
@@ -93,7 +93,7 @@ class MlflowSweep(Callback):
             from trainer.cli import fail
 
             fail(str(err))
-        client = MlflowClient(self.uri)
+        client = _MaskedClient(self.uri)
         # Creating the experiment here, before any job starts, means parallel jobs never race to create it.
         experiment = store.experiment_id(client, config.tracking.experiment, config.tracking.artifact_location)
         sweep_dir = str(config.hydra.sweep.dir)
@@ -104,7 +104,7 @@ class MlflowSweep(Callback):
             "sweep.role": "parent",
             "sweep.sweeper": _short_target(config.hydra.sweeper),
             "sweep.launcher": _short_target(config.hydra.launcher),
-            "sweep.overrides": " ".join(config.hydra.overrides.task),
+            "sweep.overrides": " ".join(secrets.redact_override(o) for o in config.hydra.overrides.task),
             "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
             "command": provenance.command_line(),
             "git.commit": commit,
@@ -128,9 +128,7 @@ class MlflowSweep(Callback):
         if self.parent_run_id is None:
             failed_jobs.extend(f"#{n} (see {n}/{FAILED_MARKER})" for n in _marked_jobs(str(config.hydra.sweep.dir)))
             return
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(self.uri)
+        client = _MaskedClient(self.uri)
         jobs = _children(client, self.parent_run_id)
         metric, direction = config.sweep.metric, config.sweep.direction
         failed_jobs.extend(f"#{j['job']} {j['name']}" for j in jobs if j["status"] != "FINISHED")
@@ -148,11 +146,12 @@ class MlflowSweep(Callback):
         status = "FINISHED" if finished else "FAILED"
         store.with_lock_retries(client.set_terminated, self.parent_run_id, status=status)
         atexit.unregister(self._end_interrupted)
-        print(summary["text"], flush=True)
+        print(secrets.redact_text(summary["text"]), flush=True)
         self._clear()
 
     # -- every process that runs a job ---------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        secrets.mask_log_records()  # a joblib worker is a process of its own
         if self.parent_run_id is not None:
             self._export()
 
@@ -181,6 +180,42 @@ class MlflowSweep(Callback):
         except Exception:  # the process is exiting; nothing better can be done
             pass
         self._clear()
+
+
+class _MaskedClient:
+    """The MlflowClient calls the sweep makes, with every tag, run name, metric key, text and file
+    masked by trainer.secrets on the way out. Only calls that carry no text of the user's pass
+    through unmasked; any other call is an AttributeError rather than an unmasked write."""
+
+    _PLAIN = frozenset({"get_experiment_by_name", "create_experiment", "get_run", "search_runs", "set_terminated"})
+
+    def __init__(self, uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(uri)
+
+    def __getattr__(self, name: str):
+        if name not in self._PLAIN:
+            raise AttributeError(f"{name}: not a call the sweep makes unmasked (see _MaskedClient)")
+        return getattr(self._client, name)
+
+    def create_run(self, experiment_id: str, *, tags: dict, run_name: str):
+        return self._client.create_run(experiment_id, tags=secrets.redact_mapping(tags),
+                                       run_name=secrets.redact_text(run_name))
+
+    def log_batch(self, run_id: str, *, metrics=(), tags=()) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        metrics = [Metric(secrets.redact_text(m.key), m.value, m.timestamp, m.step) for m in metrics]
+        tags = [RunTag(secrets.redact_text(t.key), secrets.redact_value(t.key, t.value)) for t in tags]
+        self._client.log_batch(run_id, metrics=metrics, tags=tags)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._client.log_text(run_id, secrets.redact_text(text), artifact_file)
+
+    def log_artifact(self, run_id: str, path: str) -> None:
+        with secrets.redacted_copy(path) as copy:
+            self._client.log_artifact(run_id, copy)
 
 
 def _sigterm_to_interrupt(signum, frame):

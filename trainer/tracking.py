@@ -148,7 +148,8 @@ class Tracker:
     enabled = True
 
     def __init__(self, *, uri: str, artifact_location: str | None, experiment: str):
-        self.uri = uri
+        self._uri = uri
+        self.uri = secrets.redact_text(uri)  # as printed: the password of a user:password@ URI masked
         self.artifact_location = artifact_location
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=uri)
@@ -162,7 +163,7 @@ class Tracker:
         self._sent_at = -math.inf  # the first epoch is sent at once, so the UI shows the run moving
 
     def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
-        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_tracking_uri(self._uri)
         experiment = experiment_id(self.client, self.experiment, self.artifact_location)
         try:  # runs a SIGKILL left RUNNING end FAILED (trainer/stale.py); never a reason to fail this one
             with_lock_retries(stale.close_stale_runs, self.client, experiment, keep=resume_run_id)
@@ -177,6 +178,7 @@ class Tracker:
             return self.run_id
         tags = {**tags, **stale.owner_tags()}
         tag_values = {_key(k): _cut(str(v), TAG_VALUE_LIMIT) for k, v in secrets.redact_mapping(tags).items()}
+        run_name = None if run_name is None else secrets.redact_text(run_name)
         run = with_lock_retries(self.client.create_run, experiment, tags=tag_values, run_name=run_name)
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in secrets.redact_mapping(param_items(params)).items()]
