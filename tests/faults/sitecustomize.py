@@ -4,17 +4,44 @@ failing job are tested through the real command line.
 
 TRAINER_TEST_FAIL_AFTER_EPOCH=N  raise after epoch N's metrics were logged
 TRAINER_TEST_FAIL_WHEN=depth=2   ...only in the job whose overrides contain this one (job=0: the first job)
+TRAINER_TEST_SWALLOW_SIGNAL_AT_BATCH=N  at the end of the first epoch's batch N, print "swallowing the
+    next signal", wait for one and swallow the exception its handler raises (as TensorFlow code can)
 """
 
 import importlib.abc
 import importlib.util
 import os
 import sys
+import time
 
 _TARGET = "trainer.tracking"
 
 
 def _patch(module) -> None:
+    if os.environ.get("TRAINER_TEST_SWALLOW_SIGNAL_AT_BATCH"):
+        _swallow_a_signal(module)
+    if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH"):
+        _fail_after_epoch(module)
+
+
+def _swallow_a_signal(module) -> None:
+    at_batch = int(os.environ["TRAINER_TEST_SWALLOW_SIGNAL_AT_BATCH"])
+    done = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch != at_batch or done:
+            return
+        done.append(batch)
+        print("swallowing the next signal", flush=True)
+        try:
+            time.sleep(120)  # the test's signal arrives in here
+        except KeyboardInterrupt:  # what the handlers raise, SIGTERM's Terminated included
+            print("signal swallowed", flush=True)
+
+    module.EpochLogger.on_train_batch_end = on_train_batch_end
+
+
+def _fail_after_epoch(module) -> None:
     original = module.EpochLogger.on_epoch_end
     fail_after = int(os.environ["TRAINER_TEST_FAIL_AFTER_EPOCH"])
     when = os.environ.get("TRAINER_TEST_FAIL_WHEN")
@@ -56,5 +83,5 @@ def _in_job_overrides(when: str) -> bool:
     return when in HydraConfig.get().overrides.task
 
 
-if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH"):
+if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH") or os.environ.get("TRAINER_TEST_SWALLOW_SIGNAL_AT_BATCH"):
     sys.meta_path.insert(0, _PatchOnImport())
