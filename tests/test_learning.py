@@ -8,13 +8,9 @@ import re
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from tests.conftest import REPO
-from tests.spy import runs  # noqa: F401  (a fixture)
+from tests.helpers import run_cfg, runs  # noqa: F401  (runs: a fixture)
 from tests.test_data_folder import make_folder
 from trainer import train as train_module
 from trainer.train import train
@@ -40,23 +36,10 @@ def test_the_default_run_reaches_the_test_accuracy_readme_states(make_cfg, runs,
     assert any(not np.array_equal(a, b) for a, b in zip(run.initial, run.weights, strict=True))
 
 
-def _folder_cfg(tmp_path, *overrides: str):
-    """make_cfg's config for data=image_folder, which has no data.data_dir for make_cfg to set."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module("conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.root_dir={tmp_path}", *overrides], return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
 @pytest.mark.parametrize("loop", LOOPS)
 def test_an_image_folder_of_colour_separable_classes_is_learned(tmp_path, loop):
     folder = make_folder(tmp_path / "colours", per_class=40, size=(8, 8))
-    metrics = train(_folder_cfg(tmp_path, "data=image_folder", f"data.path={folder}", "data.test_fraction=0.25",
+    metrics = train(run_cfg(tmp_path, "data=image_folder", f"data.path={folder}", "data.test_fraction=0.25",
                                 "epochs=6", "batch_size=16", "width=16", f"loop={loop}", "tracking=none"))
     assert metrics["test_accuracy"] >= 0.9, metrics  # 30 test images, 10 a class
 

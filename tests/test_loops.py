@@ -1,7 +1,7 @@
 """loop=fit and loop=custom give the same run: losses, weights, callbacks, NaN handling, precision.
 
 Every test goes through `train(cfg)` (the real data, model, optimizer and callbacks); a spy on
-`trainer.loops.get` (tests/spy.py) keeps each loop's history and final weights for comparison.
+`trainer.loops.get` (tests/helpers.py) keeps each loop's history and final weights for comparison.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 import models
 from tests.conftest import tracking_uri
-from tests.spy import runs  # noqa: F401  (a fixture)
+from tests.helpers import runs  # noqa: F401  (a fixture)
 from trainer.train import train
 
 # The smallest version of every knob a registry model may have, so each run takes seconds.
