@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -110,8 +109,38 @@ def test_lockstep_baton_passes_turns_and_runs_free_when_a_process_is_gone(tmp_pa
     assert not a.broken and not b.broken
     a.take()  # b has not passed the turn back
     assert a.broken
-    wall, cpu = Baton.settle()  # an idle process settles at once
-    assert abs(wall - time.time()) < 0.5
+
+
+class _ScriptedClock:
+    """`time` for Baton.settle: wall time moves only in sleeps; the process uses `busy` CPU seconds
+    in each of its first `busy_windows` sleeps, then none."""
+
+    def __init__(self, busy: float, busy_windows: float):
+        self.wall, self.cpu, self.busy, self.busy_windows = 100.0, 5.0, busy, busy_windows
+
+    def time(self):
+        return self.wall
+
+    def process_time(self):
+        return self.cpu
+
+    def sleep(self, seconds):
+        self.wall += seconds
+        if self.busy_windows > 0:
+            self.busy_windows -= 1
+            self.cpu += self.busy
+
+
+def test_settle_returns_when_the_process_went_idle_or_at_its_deadline(monkeypatch):
+    from benchmarks import probe
+
+    clock = _ScriptedClock(busy=0.001, busy_windows=3)  # a window of 1 ms: busy, busy, busy, idle
+    monkeypatch.setattr(probe, "time", clock)
+    assert probe.Baton.settle(window=0.001, idle_cpu=0.0002) == pytest.approx((100.003, 5.003))
+    clock = _ScriptedClock(busy=0.001, busy_windows=math.inf)  # never idle: gives up after `longest`
+    monkeypatch.setattr(probe, "time", clock)
+    wall, cpu = probe.Baton.settle(window=0.001, idle_cpu=0.0002, longest=0.01)
+    assert 100.01 < wall < 100.0125 and cpu == pytest.approx(5.0 + (wall - 100.0))
 
 
 def test_flops_are_counted_from_the_layers():

@@ -1,13 +1,12 @@
 """loop=fit and loop=custom give the same run: losses, weights, callbacks, NaN handling, precision.
 
 Every test goes through `train(cfg)` (the real data, model, optimizer and callbacks); a spy on
-`trainer.loops.get` keeps each loop's history and final weights for comparison.
+`trainer.loops.get` (tests/helpers.py) keeps each loop's history and final weights for comparison.
 """
 
 from __future__ import annotations
 
 import math
-import types
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 import models
 from tests.conftest import tracking_uri
-from trainer import loops
+from tests.helpers import runs  # noqa: F401  (a fixture)
 from trainer.train import train
 
 # The smallest version of every knob a registry model may have, so each run takes seconds.
@@ -26,27 +25,6 @@ QUICK = ("tracking=none", "batch_size=128", "deterministic=true")
 
 def tiny(name: str) -> list[str]:
     return [f"{knob}={TINY[knob]}" for knob in models.knobs(name) if knob in TINY]
-
-
-@pytest.fixture
-def runs(monkeypatch):
-    """Each loop run of the test as (history, final weights, model)."""
-    seen = []
-    real_get = loops.get
-
-    def get(name):
-        module = real_get(name)
-
-        def run(model, data, **kwargs):
-            history, test = module.run(model, data, **kwargs)
-            seen.append(types.SimpleNamespace(history=history, test=test, model=model,
-                                              weights=[np.array(w) for w in model.weights]))
-            return history, test
-
-        return types.SimpleNamespace(run=run)
-
-    monkeypatch.setattr(loops, "get", get)
-    return seen
 
 
 @pytest.mark.parametrize("name", models.names())

@@ -1,6 +1,7 @@
 """Sweeps and run statuses through the real command line: a grid multirun as a parent run with
 tagged children (one of which fails), an Optuna search, a joblib sweep of 4 jobs 2 at a time
-against one SQLite file, and a run stopped by SIGTERM."""
+against one SQLite file, a sweep that stops at its first failing job
+(`sweep.continue_on_failure=false`), and a sweep stopped by SIGTERM."""
 
 from __future__ import annotations
 
@@ -104,9 +105,22 @@ def test_parallel_joblib_sweep_on_one_sqlite_file_loses_nothing(cli, tmp_path):
     assert job_dirs == {"0", "1", "2", "3"}
 
 
-def test_sigterm_ends_the_run_killed_and_keeps_its_metrics(tmp_path, tfds_dir):
+def test_continue_on_failure_false_stops_the_sweep_at_its_first_failing_job(cli, tmp_path):
+    result = cli("-m", "model=mlp", "width=4,8", "epochs=1", "sweep.continue_on_failure=false",
+                 extra_env=_fail_after_epoch(0, when="job=0"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: a job failed (RuntimeError: injected failure after epoch 0) and sweep.continue_on_failure=false"
+        " stops the sweep; its MLflow run holds the traceback")
+    client, parent, children = _family(tmp_path)
+    assert set(children) == {"width=4"}  # the second job never started
+    assert children["width=4"].info.status == "FAILED"
+    assert parent.info.status in ("FAILED", "KILLED")  # ended, neither left RUNNING nor called FINISHED
+
+
+def test_sigterm_ends_a_sweep_its_parent_and_running_job_killed_and_starts_no_other_job(tmp_path, tfds_dir):
     env = {**os.environ, "TRAINER_ROOT": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen([sys.executable, "-m", "trainer", "model=mlp", "width=4", "epochs=1000",
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "-m", "model=mlp", "width=4,8", "epochs=1000",
                                 f"data.data_dir={tfds_dir}"], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -117,24 +131,27 @@ def test_sigterm_ends_the_run_killed_and_keeps_its_metrics(tmp_path, tfds_dir):
         if process.poll() is None:
             process.kill()
     assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-    assert "the MLflow run is recorded KILLED" in stderr
-    client = MlflowClient(tracking_uri(tmp_path))
-    run = client.get_run(run_id)
-    assert run.info.status == "KILLED"
+    assert stderr.strip().splitlines()[-1] == "error: stopped: received signal SIGTERM; the MLflow run is recorded KILLED"
+    client, parent, children = _family(tmp_path)
+    assert parent.info.status == "KILLED"
+    assert set(children) == {"width=4"} and children["width=4"].info.run_id == run_id
+    assert children["width=4"].info.status == "KILLED"
     assert len(client.get_metric_history(run_id, "loss")) >= 1
 
 
 def _wait_for_an_epoch(root, process, timeout: float = 300) -> str:
-    """The run id, once the run has logged at least one epoch."""
+    """The id of the first job's run, once it has logged an epoch."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1][-3000:]
-        if (Path(root) / "outputs" / "mlflow.db").exists():
+        # Written once the parent run exists, so the store's tables are made: reading the store
+        # while its first process still creates them would race it.
+        if list(Path(root, "outputs", "multiruns").glob("*/*/mlflow_parent_run_id")):
             client = MlflowClient(tracking_uri(root))
-            experiment = client.get_experiment_by_name("trainer")
-            runs = client.search_runs(experiment.experiment_id) if experiment else []
-            if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
-                return runs[0].info.run_id
+            experiment = client.get_experiment_by_name("trainer").experiment_id
+            for run in client.search_runs(experiment):
+                if client.get_metric_history(run.info.run_id, "loss"):
+                    return run.info.run_id
         time.sleep(0.5)
     raise AssertionError("the run logged no epoch in time")
 

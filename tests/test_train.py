@@ -1,4 +1,8 @@
-"""`train(cfg)` end to end, in process: every registry model x both variants on digits, tracked."""
+"""`train(cfg)` end to end, in process: every registry model x both variants on digits, tracked.
+
+What a run records is tested in test_tracking.py (params, tags, metrics, artifacts, and a failure
+that keeps its metrics and traceback), test_cli.py (the logged model loads back) and
+test_loops.py (a failure inside either loop ends the run FAILED with its traceback)."""
 
 from __future__ import annotations
 
@@ -27,39 +31,6 @@ def test_every_model_and_variant_trains_one_epoch(make_cfg, tmp_path, name, vari
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "overrides.txt"} <= artifacts
-
-
-def test_run_logs_params_metrics_artifacts_and_model(make_cfg, tmp_path):
-    import mlflow
-
-    train(make_cfg("model=dynamic", "depth=2", "epochs=2"))
-    client = MlflowClient(tracking_uri(tmp_path))
-    (run,) = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
-    params = run.data.params
-    assert params["model.knobs.depth"] == "2" and params["epochs"] == "2" and params["data.name"] == "digits"
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
-    assert {"test_accuracy", "test_loss"} <= set(run.data.metrics)
-
-    mlflow.set_tracking_uri(tracking_uri(tmp_path))
-    (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
-    assert logged.source_run_id == run.info.run_id
-    model = mlflow.keras.load_model(logged.model_uri)
-    assert len([w for w in model.trainable_weights if "kernel" in w.path]) == 3
-
-
-def test_training_that_raises_ends_failed_with_traceback(make_cfg, tmp_path, monkeypatch):
-    from trainer.loops import fit
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(fit, "run", broken)
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        train(make_cfg())
-    client = MlflowClient(tracking_uri(tmp_path))
-    (run,) = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
-    assert run.info.status == "FAILED"
-    assert "traceback.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_unknown_model_lists_known_names():

@@ -4,6 +4,8 @@ failing job are tested through the real command line.
 
 TRAINER_TEST_FAIL_AFTER_EPOCH=N  raise after epoch N's metrics were logged
 TRAINER_TEST_FAIL_WHEN=depth=2   ...only in the job whose overrides contain this one (job=0: the first job)
+TRAINER_TEST_SWALLOW_SIGNAL_AT=E:B  at the end of batch B of epoch E (from 0), print "swallowing the
+    next signal", wait for one and swallow the exception its handler raises (as TensorFlow code can)
 TRAINER_TEST_NO_SPACE_IN=trainer.resume:Resume.record_run
                                  that function fails as a full disk does (ENOSPC) instead of writing
 """
@@ -13,11 +15,42 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import time
 
 _TARGET = "trainer.tracking"
 
 
 def _patch(module) -> None:
+    if os.environ.get("TRAINER_TEST_SWALLOW_SIGNAL_AT"):
+        _swallow_a_signal(module)
+    if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH"):
+        _fail_after_epoch(module)
+
+
+def _swallow_a_signal(module) -> None:
+    at = tuple(int(n) for n in os.environ["TRAINER_TEST_SWALLOW_SIGNAL_AT"].split(":"))
+    epoch_begin = module.EpochLogger.on_epoch_begin
+    now = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        now["epoch"] = epoch
+        epoch_begin(self, epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (now.get("epoch"), batch) != at or now.get("done"):
+            return
+        now["done"] = True
+        print("swallowing the next signal", flush=True)
+        try:
+            time.sleep(120)  # the test's signal arrives in here
+        except KeyboardInterrupt:  # what the handlers raise, SIGTERM's Terminated included
+            print("signal swallowed", flush=True)
+
+    module.EpochLogger.on_epoch_begin = on_epoch_begin
+    module.EpochLogger.on_train_batch_end = on_train_batch_end
+
+
+def _fail_after_epoch(module) -> None:
     original = module.EpochLogger.on_epoch_end
     fail_after = int(os.environ["TRAINER_TEST_FAIL_AFTER_EPOCH"])
     when = os.environ.get("TRAINER_TEST_FAIL_WHEN")
@@ -72,7 +105,7 @@ def _in_job_overrides(when: str) -> bool:
     return when in HydraConfig.get().overrides.task
 
 
-if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH"):
+if os.environ.get("TRAINER_TEST_FAIL_AFTER_EPOCH") or os.environ.get("TRAINER_TEST_SWALLOW_SIGNAL_AT"):
     sys.meta_path.insert(0, _PatchOnImport())
 if os.environ.get("TRAINER_TEST_NO_SPACE_IN"):
     sys.meta_path.insert(0, _PatchOnImport(os.environ["TRAINER_TEST_NO_SPACE_IN"].partition(":")[0], _no_space))

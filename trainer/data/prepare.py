@@ -12,7 +12,9 @@ from trainer.errors import ConfigError
 
 # TFDS serves prepared datasets from this mirror and most source files from Google storage too;
 # one TCP connect tells "offline" apart in seconds, where TFDS itself retries for ~3.5 minutes.
+# TRAINER_NETWORK_PROBE=host:port probes another address (a proxy; the tests' closed local port).
 _PROBE_HOST = ("storage.googleapis.com", 443)
+_PROBE_ENV = "TRAINER_NETWORK_PROBE"
 _PROBE_TIMEOUT_S = 3.0
 
 
@@ -20,9 +22,20 @@ class DataUnavailable(ConfigError):
     """The dataset is not prepared in the data dir and cannot be downloaded now."""
 
 
+def probe_address() -> tuple[str, int]:
+    value = os.environ.get(_PROBE_ENV)
+    if not value:
+        return _PROBE_HOST
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{_PROBE_ENV} must be host:port, the address whose TCP connection tells that the"
+                          f" network is reachable. Received: {_PROBE_ENV}={value}")
+    return host, int(port)
+
+
 def network_reachable() -> bool:
     try:
-        with socket.create_connection(_PROBE_HOST, timeout=_PROBE_TIMEOUT_S):
+        with socket.create_connection(probe_address(), timeout=_PROBE_TIMEOUT_S):
             return True
     except OSError:
         return False
@@ -57,7 +70,7 @@ def prepared_builder(make_builder, *, name: str, download: bool):
             raise unavailable(name, builder.data_dir_root, "data.download=false forbids downloading it")
         if _needs_network(builder) and not network_reachable():
             raise unavailable(name, builder.data_dir_root,
-                              f"the network is unreachable (no connection to {_PROBE_HOST[0]})")
+                              f"the network is unreachable (no connection to {probe_address()[0]})")
         try:
             builder.download_and_prepare()
         except (OSError, AssertionError) as err:
