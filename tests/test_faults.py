@@ -219,6 +219,30 @@ def test_full_disk_is_one_line_run_failed_and_checkpoint_kept(tmp_path, tfds_dir
     assert (_checkpoint(tmp_path) / "run.json").exists()  # an unfinished run keeps its resume record
 
 
+def _limit_file_size_below_a_new_store():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 2**10, 64 * 2**10))  # MLflow's empty store is larger
+
+
+def test_a_new_store_on_a_full_disk_is_one_line_before_tensorflow_loads(tmp_path, tfds_dir):
+    """Creating MLflow's tables fails deep in SQLAlchemy ("disk I/O error"); nothing is recorded
+    yet, so the user gets the one line and no traceback, and TensorFlow never starts."""
+    blocker = tmp_path / "no_tensorflow" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("tensorflow was imported before the store was prepared")\n')
+    env = {**os.environ, "TRAINER_ROOT": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "trainer", "epochs=1", f"data.data_dir={tfds_dir}"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300,
+                            preexec_fn=_limit_file_size_below_a_new_store)
+    assert result.returncode == 2, result.stderr[-3000:]
+    db = tmp_path / "outputs" / "mlflow.db"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: tracking.uri must be an SQLite store this user can write; preparing {db} failed (disk I/O error:"
+        f" a full disk, a quota or a file-size limit?). No run was recorded. Received: tracking.uri=sqlite:///{db}")
+    assert "Traceback" not in result.stderr
+
+
 _PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE = 24, 1  # linux/prctl.h, linux/capability.h
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import configparser
 import contextlib
+import errno
 import os
 import sqlite3
 import ssl
@@ -79,12 +80,22 @@ def prepare_store(uri: str) -> None:
     """
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///"):]
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                with_lock_retries(db.execute, "PRAGMA journal_mode=WAL")
-        _sync_at_checkpoints(os.path.realpath(path))
-        _create_tables_one_process_at_a_time(uri, path)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    with_lock_retries(db.execute, "PRAGMA journal_mode=WAL")
+            _sync_at_checkpoints(os.path.realpath(path))
+            _create_tables_one_process_at_a_time(uri, path)
+        except Exception as err:
+            reason = _write_refused(err)
+            if reason is None:
+                raise
+            # Nothing is recorded yet, so this is the one line, not a traceback from deep in SQLAlchemy.
+            raise ConfigError(
+                f"tracking.uri must be an SQLite store this user can write; preparing {path} failed ({reason}:"
+                f" a full disk, a quota or a file-size limit?). No run was recorded. Received: tracking.uri={uri}"
+            ) from None
     elif uri.startswith(("http://", "https://")):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
@@ -92,6 +103,23 @@ def prepare_store(uri: str) -> None:
             # MLflow prints "View run ... at: <tracking URI>/#/..." whenever a run ends, password and all.
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         _probe_server(uri)
+
+
+# What SQLite (directly, or wrapped by SQLAlchemy and MLflow) says when the disk refuses a write.
+_SQLITE_WRITE_ERRORS = ("disk I/O error", "database or disk is full", "attempt to write a readonly database")
+
+
+def _write_refused(err: BaseException) -> str | None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            return err.strerror or str(err)
+        found = next((text for text in _SQLITE_WRITE_ERRORS if text in str(err)), None)
+        if found:
+            return found
+        err = err.__cause__ or err.__context__
+    return None
 
 
 # A read every authenticated user may make; `/health` would not do, as a server with
