@@ -180,11 +180,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 f.flush()
                 os.fsync(f.fileno())  # on disk before it replaces the previous checkpoint
             os.replace(partial, self.path)
-        except BaseException:
+        except BaseException as err:
             try:
                 os.remove(partial)  # a full disk keeps the previous checkpoint, not a broken one
             except OSError:
                 pass
+            if isinstance(err, OSError) and err.filename is None:
+                # A write on an open file names no file; the one-line message should say which.
+                raise OSError(err.errno, err.strerror, partial) from err
             raise
         resume.sync_folder(self.directory)  # the rename itself on disk
 
