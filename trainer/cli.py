@@ -158,7 +158,7 @@ def _reject_instantiation(overrides: list[str]) -> None:
     for override in overrides:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
-        if "_target_" in override:
+        if "_target_" in key or re.search(r"_target_['\"]?\s*:", value):  # the key, or a key of a dict value
             fail(f"{shown(key)} cannot be set to a _target_ from the command line: models, optimizers, data and"
                  f" callbacks come only from trainer's own config groups and registries. Received: {shown(key)}={shown(value)}")
         if key == "model.module":
@@ -512,6 +512,7 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
 
 
 def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
+    from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException, MissingConfigException
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
@@ -540,8 +541,18 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
         _check_folder("hydra.run.dir", _set_runtime(master, "hydra.run.dir"), overrides)
         _check_job(master, OmegaConf.to_container(master.hydra.overrides.task), compose_job, args.config_dir, multirun=False)
         return
+    HydraConfig.instance().cfg = None  # Hydra's sweepers resolve the sweep folder before any job exists
+    try:
+        sweep_dir = str(master.hydra.sweep.dir)
+    except OmegaConfBaseException:
+        if _full_error():
+            raise
+        typed = _typed("hydra.sweep.dir", overrides)
+        fail("hydra.sweep.dir cannot use ${hydra:...}: Hydra resolves it before any job exists (use a path,"
+             " ${paths.output_dir}/... or ${now:...}; hydra.sweep.subdir may use ${hydra:...})."
+             f" Received: hydra.sweep.dir={shown(typed if typed is not None else OmegaConf.to_yaml(master.hydra.sweep))}")
+    _check_folder("hydra.sweep.dir", sweep_dir, overrides)
     _set_runtime(master, "hydra.sweep.dir")
-    _check_folder("hydra.sweep.dir", master.hydra.sweep.dir, overrides)
     _check_sweep_settings(master, overrides)
     try:
         jobs, count = _sweep_jobs(hydra, master)
