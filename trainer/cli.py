@@ -436,11 +436,29 @@ def _check_sweep_settings(master, overrides: list[str]) -> None:
             bad("hydra.launcher.n_jobs", "an integer >= 1, or -1 for one job per CPU")
 
 
-def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, multirun: bool) -> None:
-    """Validate one job's config; one line for what is wrong with it."""
+def _report(err: Exception, job: list[str], compose_job, config_dir: str | None):
+    """One line for a job whose config did not compose or did not pass the checks."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if _full_error():
+        raise err
+    # A value of the wrong shape (a section set to a number) trips the checks in misleading
+    # ways, so it is named first.
+    misplaced = _misplaced_value(job, compose_job, config_dir)
+    if misplaced:
+        fail(misplaced)
+    if isinstance(err, ConfigError):
+        fail(_as_typed(str(err), job))
+    if isinstance(err, (HydraException, OmegaConfBaseException)):
+        fail(_compose_error(err, job))
+    # Still one line for the user; the tests treat this wording as a bug in a check.
+    fail(f"the config could not be checked ({type(err).__name__}: {shown(err)}); rerun with"
+         f" HYDRA_FULL_ERROR=1 for the traceback. Received: {shown(' '.join(job))}")
+
+
+def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, multirun: bool) -> None:
+    """Validate one job's config; one line for what is wrong with it."""
     from trainer import metrics
     from trainer.config import validate
 
@@ -450,20 +468,7 @@ def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, 
     try:
         settings = validate(job_cfg)
     except Exception as err:
-        if _full_error():
-            raise
-        # A value of the wrong shape (a section set to a number) trips the checks in
-        # misleading ways, so it is named first.
-        misplaced = _misplaced_value(job, compose_job, config_dir)
-        if misplaced:
-            fail(misplaced)
-        if isinstance(err, ConfigError):
-            fail(_as_typed(str(err), job))
-        if isinstance(err, (HydraException, OmegaConfBaseException)):
-            fail(_compose_error(err, job))
-        # Still one line for the user; the tests treat this wording as a bug in a check.
-        fail(f"the config could not be checked ({type(err).__name__}: {shown(err)}); rerun with"
-             f" HYDRA_FULL_ERROR=1 for the traceback. Received: {shown(' '.join(job))}")
+        _report(err, job, compose_job, config_dir)
     if not multirun:
         return
     if settings["strategy"]["name"] == "multi_worker":
@@ -513,7 +518,7 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
 
 def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
     from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException, MissingConfigException
+    from hydra.errors import MissingConfigException
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
@@ -523,19 +528,20 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
         mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
         overrides = overrides + [f"hydra.mode={mode.name}"]
     multirun = mode == RunMode.MULTIRUN
+    # Hydra's own split of the overrides (hydra.overrides.hydra): each job is composed with these.
+    hydra_overrides = [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+    def compose_job(job):
+        return hydra.compose_config(config_name, hydra_overrides + job, run_mode=RunMode.RUN)
+
     try:
         master = hydra.compose_config(config_name, overrides, run_mode=mode)
     except Exception as err:
-        if _full_error() or not isinstance(err, (HydraException, OmegaConfBaseException)):
-            raise
-        if isinstance(err, MissingConfigException) and err.missing_cfg_file == config_name:
+        if isinstance(err, MissingConfigException) and err.missing_cfg_file == config_name and not _full_error():
             fail(f"--config-name must name a primary config on the config search path ({CONFIG_PATH}, --config-path,"
                  f" --config-dir). Received: --config-name={shown(config_name)}")
-        fail(_compose_error(err, list(args.overrides)))
+        _report(err, list(args.overrides), compose_job, args.config_dir)
     _reject_code(master, overrides)
-
-    def compose_job(job):
-        return hydra.compose_config(config_name, OmegaConf.to_container(master.hydra.overrides.hydra) + job, run_mode=RunMode.RUN)
 
     if not multirun:
         _check_folder("hydra.run.dir", _set_runtime(master, "hydra.run.dir"), overrides)
@@ -556,18 +562,14 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
     _check_sweep_settings(master, overrides)
     try:
         jobs, count = _sweep_jobs(hydra, master)
-    except HydraException as err:
-        if _full_error():
-            raise
-        fail(_compose_error(err, overrides))
+    except Exception as err:
+        _report(err, list(args.overrides), compose_job, args.config_dir)
     previous = None
     for num, (job, typed) in enumerate(itertools.islice(jobs, _MAX_PREFLIGHT_JOBS)):
         try:
             job_cfg = _job_config(hydra, master, job, previous)
         except Exception as err:
-            if _full_error() or not isinstance(err, (HydraException, OmegaConfBaseException)):
-                raise
-            fail(_compose_error(err, typed))
+            _report(err, typed, compose_job, args.config_dir)
         previous = (job, job_cfg)
         _check_folder("hydra.sweep.dir", _set_runtime(job_cfg, "hydra.sweep.dir", "hydra.sweep.subdir", num), typed)
         _check_job(job_cfg, typed, compose_job, args.config_dir, multirun=True)
