@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import tracking_uri
+from tests.conftest import REPO, tracking_uri
 from trainer import hydra_guard
 
 EVIL_EXPERIMENT = """# @package _global_
@@ -125,3 +125,14 @@ def test_the_allowed_hydra_settings_are_fields_of_the_installed_plugins_configs(
     for refused in ("hydra.sweeper.custom_search_space", "hydra.sweeper.sampler._target_", "hydra.job.env_set.PATH",
                     "hydra.callbacks.x", "hydra.job_logging.handlers.file.filename", "hydra.launcher._target_"):
         assert not hydra_guard.hydra_setting_allowed(refused), refused
+
+
+def test_trainers_own_conf_never_sets_hydra_mode():
+    # trainer/cli.py skips asking Hydra for the mode (a composition) when only conf/ is read.
+    from omegaconf import OmegaConf
+
+    files = list((REPO / "conf").rglob("*.yaml"))
+    assert len(files) > 20
+    for path in files:
+        assert OmegaConf.select(OmegaConf.load(path), "hydra.mode") is None, path
+        assert not (path.parent.name == "hydra" and "mode" in OmegaConf.load(path)), path

@@ -522,8 +522,11 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
-    # The mode as Hydra's _run_app settles it.
-    mode = hydra.get_mode(config_name=config_name, overrides=overrides)
+    # The mode as Hydra's _run_app settles it. Asking Hydra costs a composition; trainer's own conf/
+    # never sets hydra.mode (tests/test_cli_safety.py), so only another config or an override can.
+    own = args.config_path is None and args.config_name is None and args.config_dir is None
+    typed = any(o.lstrip("+").startswith("hydra.mode=") for o in overrides)
+    mode = hydra.get_mode(config_name=config_name, overrides=overrides) if typed or not own else None
     if mode is None or (args.multirun and mode == RunMode.RUN):
         mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
         overrides = overrides + [f"hydra.mode={mode.name}"]
