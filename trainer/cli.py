@@ -1,8 +1,12 @@
 """Command-line front: reject bad input in one line before TensorFlow loads, and run jobs.
 
-`preflight` composes the config for the given overrides (every job of a grid sweep) with
-Hydra's compose API and validates it; that costs well under a second, so a typo never waits
-for a TensorFlow start-up. Set HYDRA_FULL_ERROR=1 to see tracebacks instead.
+`preflight` reads the command line with Hydra's own argument parser, builds the Hydra that
+@hydra.main will build (same primary config, search path and mode), composes the config that
+will run, the `hydra` node included, and checks it: no code named that the project's and Hydra's
+own configs do not name (trainer/hydra_guard.py), only the Hydra settings users need, then every
+value (every job of a grid sweep). That costs about a second, so a typo never waits for a
+TensorFlow start-up. HYDRA_FULL_ERROR=1 shows tracebacks for errors other than the refusals
+that keep code from running.
 """
 
 from __future__ import annotations

@@ -69,12 +69,18 @@ def allowed_settings_text() -> str:
     return ", ".join([f"{g}=" for g in HYDRA_GROUPS] + keys)
 
 
-def _references(node, path: str, *, resolve: bool, anywhere: bool = False):
+def _references(node, path: str, *, resolve: bool, anywhere: bool = False, seen: set | None = None):
     """(path, value) of every code reference under node. With resolve, interpolations are
     resolved (a value that cannot be resolved yet yields an exception object as its value, and
     the subtree under it is skipped: it names nothing until it resolves). `anywhere` looks for
     the logging configs' keys outside the logging nodes too (a logging config file read alone)."""
     logging_node = anywhere or path.startswith(_LOGGING_NODES)
+    seen = set() if seen is None else seen
+    if isinstance(node, (DictConfig, ListConfig, dict, list)):
+        # `${a}` resolves to the node at `a` itself: walk each container once (no cycles).
+        if id(node) in seen:
+            return
+        seen.add(id(node))
     if isinstance(node, (DictConfig, dict)):
         keys = list(node.keys())
         for key in keys:
@@ -93,14 +99,14 @@ def _references(node, path: str, *, resolve: bool, anywhere: bool = False):
                 continue
             if hasattr(child, "_value") and not isinstance(child, (DictConfig, ListConfig)):
                 child = child._value()
-            yield from _references(child, child_path, resolve=resolve, anywhere=anywhere)
+            yield from _references(child, child_path, resolve=resolve, anywhere=anywhere, seen=seen)
     elif isinstance(node, (ListConfig, list, tuple)):
         for i in range(len(node)):
             try:
                 child = node[i]
             except Exception:  # noqa: BLE001
                 continue
-            yield from _references(child, f"{path}[{i}]", resolve=resolve, anywhere=anywhere)
+            yield from _references(child, f"{path}[{i}]", resolve=resolve, anywhere=anywhere, seen=seen)
     elif isinstance(node, str) and node.startswith("ext://") and logging_node:
         yield path, node
 
