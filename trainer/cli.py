@@ -469,7 +469,8 @@ def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, 
     from trainer import metrics
     from trainer.config import validate
 
-    _reject_code(job_cfg, job)
+    if multirun:  # a single run's config is the one _check_run has scanned
+        _reject_code(job_cfg, job)
     if not _full_error():
         _reject_deletions(job, compose_job)
     try:
