@@ -277,7 +277,7 @@ def _compose_error(err: Exception, overrides: list[str]) -> str:
         return (f"{key} is already in the config, so +{key} cannot add it again; set it with {key}=... (or"
                 f" ++{key}=... to add or override). Received: +{key}={shown(value if value is not None else '?')}")
     line = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    return _as_typed(line, overrides) if "Received:" in line else f"{shown(line, 3 * _SHOWN)} Received: {shown(' '.join(overrides))}"
+    return _as_typed(line, overrides) if "Received:" in line else f"{shown(line, 3 * _SHOWN)} Received: {shown(' '.join(overrides)) or '(no overrides)'}"
 
 
 def _group_options(group: str, config_dir: str | None = None) -> list[str] | None:
