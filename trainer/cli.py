@@ -276,6 +276,10 @@ def _compose_error(err: Exception, overrides: list[str]) -> str:
         value = _typed(key, overrides)
         return (f"{key} is already in the config, so +{key} cannot add it again; set it with {key}=... (or"
                 f" ++{key}=... to add or override). Received: +{key}={shown(value if value is not None else '?')}")
+    cause = str(err.__cause__ or "").strip()
+    if text.startswith("Error merging override") and cause:
+        # The why is in the cause: "Value 'abc' of type 'str' could not be converted to Integer".
+        text = f"{text}: {cause.splitlines()[0]}."
     line = " ".join(line.strip() for line in text.splitlines() if line.strip())
     return _as_typed(line, overrides) if "Received:" in line else f"{shown(line, 3 * _SHOWN)} Received: {shown(' '.join(overrides)) or '(no overrides)'}"
 
