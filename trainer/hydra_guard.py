@@ -142,7 +142,7 @@ def allowed_references() -> frozenset[str]:
                 found.update(str(v) for _, v in _references(value.node, "", resolve=False, anywhere=True))
 
     walk_store(ConfigStore.instance().repo)
-    return frozenset(v for v in found if "${" not in v)
+    return frozenset(v for v in found if "${" not in v and v != "???")  # not interpolations or MISSING
 
 
 def refused_references(cfg: DictConfig):
