@@ -76,8 +76,11 @@ def test_a_conf_and_models_folder_in_the_working_directory_does_not_shadow_ours(
 
 
 def test_diverging_training_ends_in_one_line_and_a_failed_run(cli, tmp_path):
-    result = cli("optimizer=sgd", "optimizer.learning_rate=1e38", "epochs=2", "resume.enabled=false")
+    # A `${hydra:...}` interpolation in the run folder is Hydra's own and resolves as Hydra resolves it.
+    result = cli("optimizer=sgd", "optimizer.learning_rate=1e38", "epochs=2", "resume.enabled=false",
+                 "hydra.run.dir=${hydra:runtime.cwd}/run_here")
     assert result.returncode == 1
+    assert (Path(tmp_path) / "run_here" / ".hydra" / "config.yaml").is_file()
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: training stopped: loss became nan at step ") and "recorded FAILED" in last
     assert "Traceback" not in result.stderr

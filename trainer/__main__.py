@@ -25,13 +25,13 @@ from trainer import cli, resolvers, signals, sweep  # noqa: E402
 resolvers.register()
 
 
-@hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=cli.CONFIG_PATH, config_name=cli.CONFIG_NAME, version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
     return cli.run_job(cfg)
 
 
 def main() -> None:
-    cli.preflight()
+    cli.preflight(task_function=_hydra_main)
     try:
         _hydra_main()
     except signals.Terminated as err:  # the run is already recorded KILLED

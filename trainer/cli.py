@@ -1,8 +1,12 @@
 """Command-line front: reject bad input in one line before TensorFlow loads, and run jobs.
 
-`preflight` composes the config for the given overrides (every job of a grid sweep) with
-Hydra's compose API and validates it; that costs well under a second, so a typo never waits
-for a TensorFlow start-up. Set HYDRA_FULL_ERROR=1 to see tracebacks instead.
+`preflight` reads the command line with Hydra's own argument parser, builds the Hydra that
+@hydra.main will build (same primary config, search path and mode), composes the config that
+will run, the `hydra` node included, and checks it: no code named that the project's and Hydra's
+own configs do not name (trainer/hydra_guard.py), only the Hydra settings users need, then every
+value (every job of a grid sweep). That costs about a second, so a typo never waits for a
+TensorFlow start-up. HYDRA_FULL_ERROR=1 shows tracebacks for errors other than the refusals
+that keep code from running.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ import os
 import re
 import sys
 
+from omegaconf import OmegaConf
+
 from trainer.errors import ConfigError
 
-# Hydra options that take a value, and ones that mean "do not train, just inspect".
-_VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
-                "--package", "-p", "--experimental-rerun", "--shell-completion", "-sc"}
-_INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
-                  "--version", "--experimental-rerun"}
-_MAX_PREFLIGHT_JOBS = 256
+# The primary config of `python -m trainer` (trainer/__main__.py's @hydra.main); -cp/-cn change it.
+CONFIG_PATH = "pkg://conf"
+CONFIG_NAME = "config"
+# Jobs of a grid sweep checked before the first one trains; later ones are checked as they start.
+_MAX_PREFLIGHT_JOBS = 100
+# The most characters of one value a message echoes.
+_SHOWN = 200
 
 
 def _full_error() -> bool:
@@ -33,62 +40,105 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-def _split_argv(argv: list[str]) -> tuple[list[str], dict[str, str], set[str]]:
-    overrides, options, flags = [], {}, set()
-    it = iter(argv)
-    for arg in it:
-        if arg.startswith("-"):
-            name, _, value = arg.partition("=")
-            flags.add(name)
-            if name in _VALUE_FLAGS and not value and name not in ("--cfg", "-c", "--info", "-i"):
-                value = next(it, "")
-            options[name] = value
-        else:
-            overrides.append(arg)
-    return overrides, options, flags
+def shown(value, limit: int = _SHOWN) -> str:
+    """A value as a message echoes it: at most `limit` characters, and a marker when cut."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
 
 
-def _expand(overrides: list[str]) -> list[list[str]]:
-    """Every job of a grid sweep; values Hydra samples itself (optuna intervals) are left out."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    axes = []
-    for o in parsed:
-        if not o.is_sweep_override():
-            axes.append([o.input_line])
-            continue
-        try:
-            values = list(o.sweep_string_iterator())
-        except Exception:  # interval(...) and other sampled sweeps: validated per job instead
-            continue
-        axes.append([f"{o.get_key_element()}={v}" for v in values])
-    return [list(job) for job in itertools.islice(itertools.product(*axes), _MAX_PREFLIGHT_JOBS)]
+def _typed(key: str, overrides: list[str]) -> str | None:
+    """The value the user typed for key (the last override of it), or None."""
+    found = None
+    for override in overrides:
+        name, sep, value = override.partition("=")
+        if sep and name.lstrip("+~").partition("@")[0] == key:
+            found = value
+    return found
 
 
-def _compose_error(err: Exception, overrides: list[str]) -> str:
-    """Turn Hydra's multi-line composition errors into our one line."""
-    from hydra.errors import MissingConfigException
+def _received(key: str, value, overrides: list[str]) -> str:
+    """`key=<value>` for a message: as typed, with what it resolved to when that differs."""
+    typed = _typed(key, overrides)
+    if typed is None or typed == str(value):
+        return f"{key}={shown(value)}"
+    if "${" in typed:
+        return f"{key}={shown(typed)} (resolved to {shown(value)})"
+    return f"{key}={shown(typed)}"
 
-    text = str(err).strip()
-    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
-        group, option = err.missing_cfg_file.rsplit("/", 1)
-        options = ", ".join(err.options or []) or "(none)"
-        return f"{group} must be one of {options}. Received: {group}={option}"
-    if "Could not override" in text or "is not in struct" in text:
-        key = text.split("'")[1] if "'" in text else "?"
-        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), "?")
-        return (f"{key} is not a config key of this run (see `python -m trainer --cfg job`; a model knob must"
-                f" be listed by the selected model). Received: {key}={value}")
-    appended = re.search(r"Could not append to config\. An item is already at '([^']+)'", text)
-    if appended:
-        key = appended.group(1)
-        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == f"+{key}"), "?")
-        return (f"{key} is already in the config, so +{key} cannot add it again; set it with {key}=... (or"
-                f" ++{key}=... to add or override). Received: +{key}={value}")
-    line = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    return line if "Received:" in line else f"{line} Received: {' '.join(overrides)}"
 
+def _as_typed(message: str, overrides: list[str]) -> str:
+    """A check's message with its `Received: key=value` shown as the user typed it (`depth='3'`
+    is a string, not the integer 3), and no value echoed beyond a few hundred characters."""
+    head, sep, tail = message.partition(" Received: ")
+    head = re.sub(r"\S{%d,}" % (_SHOWN + 1), lambda m: shown(m.group(0)), head)
+    if not sep:
+        return head
+    pairs = []
+    for pair in re.split(r", (?=[\w.\[\]/-]+=)", tail):  # "a=1, b=2" names two keys
+        match = re.fullmatch(r"([\w.\[\]/-]+)=(.*)", pair, re.S)
+        pairs.append(_received(*match.groups(), overrides) if match else shown(pair))
+    return f"{head}{sep}{', '.join(pairs)}"
+
+
+# --- reading the command line as Hydra reads it --------------------------------------------------
+
+def _parse_args(argv: list[str]):
+    """Hydra's own argument parser (its prefixes, `--multi`, `-cn`...), failing in one line."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def error(message: str):
+        fail(f"the command line must be [options] key=value ... (see `python -m trainer --help`); {message}."
+             f" Received: {shown(' '.join(argv))}")
+
+    parser.error = error
+    args = parser.parse_args(argv)
+    if args.experimental_rerun is not None:
+        # Hydra would unpickle that file, and a pickle can run any code.
+        fail("--experimental-rerun is not supported: it loads a pickle, which can run any code; rerun the"
+             " command line instead (a run folder's .hydra/overrides.yaml lists its overrides)."
+             f" Received: --experimental-rerun={shown(args.experimental_rerun)}")
+    commands = args.run + (args.cfg is not None) + args.multirun + args.shell_completion + (args.info is not None)
+    if commands > 1:
+        fail("only one of --run, --multirun, --cfg, --info and --shell-completion can be given."
+             f" Received: {shown(' '.join(argv))}")
+    if args.resolve and args.cfg is None and not args.help:
+        fail(f"--resolve works only with --cfg or --help. Received: {shown(' '.join(argv))}")
+    return args
+
+
+def _hydra(args, task_function):
+    """The Hydra instance @hydra.main builds for these arguments: same search path, same plugins."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import (create_automatic_config_search_path,
+                                       detect_calling_file_or_module_from_task_function, detect_task_name)
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import validate_config_path
+
+    if task_function is None:
+        calling_file, calling_module = os.path.join(os.path.dirname(__file__), "__main__.py"), None
+    else:
+        calling_file, calling_module = detect_calling_file_or_module_from_task_function(task_function)
+    config_path = CONFIG_PATH if args.config_path is None else args.config_path
+    try:
+        validate_config_path(config_path)
+    except Exception as err:  # Hydra's own wording, on one line
+        fail(f"{' '.join(str(err).split())} Received: --config-path={shown(config_path)}")
+    search_path = create_automatic_config_search_path(calling_file, calling_module, config_path)
+    if args.config_dir is not None:
+        if not os.path.isdir(args.config_dir):
+            fail("--config-dir must be an existing directory of config files."
+                 f" Received: --config-dir={shown(args.config_dir)}")
+        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
+                            anchor=SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    return Hydra.create_main_hydra2(task_name=detect_task_name(calling_file, calling_module),
+                                    config_search_path=search_path)
+
+
+# --- what the command line may say ---------------------------------------------------------------
 
 def _check_syntax(overrides: list[str]) -> None:
     """Hydra's parse errors quote grammar tokens; name the override and how to quote it instead."""
@@ -100,25 +150,138 @@ def _check_syntax(overrides: list[str]) -> None:
             parser.parse_override(override)
         except Exception:
             key = override.partition("=")[0].lstrip("+~") or override
-            fail(f"{key} could not be read as key=value (quote a value that holds special characters:"
-                 f" key='a b,c'; see https://hydra.cc/docs/advanced/override_grammar/basic/). Received: {override}")
+            fail(f"{shown(key)} could not be read as key=value (quote a value that holds special characters:"
+                 " key='a b,c'; see https://hydra.cc/docs/advanced/override_grammar/basic/)."
+                 f" Received: {shown(override)}")
 
 
 def _reject_instantiation(overrides: list[str]) -> None:
     """Hydra instantiates any `_target_` it meets (hydra.callbacks, launchers, sweepers), so one typed on
-    the command line would run arbitrary Python. Objects come only from the project's registries."""
+    the command line would run arbitrary Python. Objects come only from the project's registries.
+    A `_target_` built by interpolation is found in the composed config (`_reject_code`)."""
     for override in overrides:
-        if "_target_" in override:
-            key, _, value = override.partition("=")
-            key = key.lstrip("+~")
-            fail(f"{key} cannot be set to a _target_ from the command line: models, optimizers, data and"
-                 f" callbacks come only from trainer's own config groups and registries. Received: {key}={value}")
         key, _, value = override.partition("=")
-        if key.lstrip("+~") == "model.module":
+        key = key.lstrip("+~")
+        if "_target_" in key or re.search(r"_target_['\"]?\s*:", value):  # the key, or a key of a dict value
+            fail(f"{shown(key)} cannot be set to a _target_ from the command line: models, optimizers, data and"
+                 f" callbacks come only from trainer's own config groups and registries. Received: {shown(key)}={shown(value)}")
+        if key == "model.module":
             # model.module names code to import; only a model's own YAML (which the user wrote, in
             # conf/model/ or their --config-dir) may name it, so no command line can run a module.
             fail("model.module is read only from a model's YAML file (conf/model/<name>.yaml or your"
-                 f" --config-dir), not from the command line. Received: model.module={value}")
+                 f" --config-dir), not from the command line. Received: model.module={shown(value)}")
+
+
+def _reject_hydra_settings(overrides: list[str]) -> None:
+    """Only the Hydra settings a user needs (trainer/hydra_guard.py): the others can run code
+    (callbacks, logging handlers), set the environment of every program the run starts
+    (hydra.job.env_set, which git reads), or write where the run does not own."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from trainer import hydra_guard
+
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.key_or_group
+        if o.package is not None and (o.package == "hydra" or o.package.startswith(("hydra.", "_global_"))):
+            fail(f"{shown(key)}@{shown(o.package)} cannot place a config into Hydra's settings or the config's root"
+                 f" from the command line; choose the group's option instead ({key}=<option>). Received: {shown(o.input_line)}")
+        if not (key == "hydra" or key.startswith(("hydra.", "hydra/"))):
+            continue
+        group = key == "hydra" or "/" in key
+        if (key in hydra_guard.HYDRA_GROUPS and not o.is_delete()) if group else hydra_guard.hydra_setting_allowed(key):
+            continue
+        hint = " (set environment variables in the shell instead)" if key.startswith("hydra.job.env") else ""
+        fail(f"{shown(key)} is not a Hydra setting the command line may change{hint}; allowed:"
+             f" {hydra_guard.allowed_settings_text()}. Received: {shown(o.input_line)}")
+
+
+def _reject_code(cfg, overrides: list[str]) -> None:
+    """Every code reference of the composed config, interpolations resolved, the hydra node
+    included, is one the project's conf/ or Hydra's own configs name (trainer/hydra_guard.py)."""
+    from omegaconf import DictConfig
+
+    from trainer import hydra_guard
+
+    for path, value in hydra_guard.refused_references(cfg):
+        what = (f"its value could not be resolved ({type(value).__name__})" if isinstance(value, Exception)
+                else f"it names {shown(value)}")
+        source = max((o for o in overrides if path.startswith(o.partition("=")[0].lstrip("+~"))),
+                     key=lambda o: len(o.partition("=")[0]), default=None)
+        received = shown(source) if source else f"{path}={shown(value)}"
+        fail(f"{path} cannot name code to run ({what}): a config may name only what trainer's own conf/ and the"
+             " configs of Hydra and its installed plugins name (trainer.sweep.MlflowSweep, Hydra's launchers,"
+             f" sweepers and Optuna samplers, the logging handlers). Received: {received}")
+    for node_key in ("hydra.job_logging", "hydra.hydra_logging"):
+        node = OmegaConf.select(cfg, node_key, default=None)
+        for key, level in _levels(node, node_key) if isinstance(node, DictConfig) else ():
+            if not hydra_guard.level_ok(level):
+                fail(f"{key} must be a logging level ({', '.join(hydra_guard.LOG_LEVELS)}) or an integer."
+                     f" Received: {_received(key, level, overrides)}")
+
+
+def _levels(node, path):
+    from omegaconf import DictConfig
+
+    for key in node.keys():
+        try:
+            child = node[key]
+        except Exception:  # noqa: BLE001 (resolved only when the job runs, like the log file's name)
+            continue
+        if isinstance(child, DictConfig):
+            yield from _levels(child, f"{path}.{key}")
+        elif key == "level":
+            yield f"{path}.{key}", child
+
+
+def _reject_deletions(job: list[str], compose_job) -> None:
+    """`~key` removes a key every run reads (`~model`, `~epochs`): say so, instead of letting the
+    checks trip over its absence. Removing what is not there (`~debug`) is harmless."""
+    deleted = [o.partition("=")[0][1:] for o in job if o.startswith("~") and not o.startswith("~hydra")]
+    if not deleted:
+        return
+    try:
+        base = compose_job([o for o in job if not o.startswith("~")])
+    except Exception:  # noqa: BLE001 (the job's other overrides fail: the checks report them)
+        return
+    for key in deleted:
+        if OmegaConf.select(base, key, default=_ABSENT) is _ABSENT:
+            continue
+        options = _group_options(key)
+        instead = f"choose one of {', '.join(options)}" if options else f"set it instead: {key}=<value>"
+        fail(f"{key} cannot be deleted: the run reads every key of its config ({instead}). Received: ~{key}")
+
+
+_ABSENT = object()
+
+
+# --- the checks -----------------------------------------------------------------------------------
+
+def _compose_error(err: Exception, overrides: list[str]) -> str:
+    """Turn Hydra's multi-line composition errors into our one line."""
+    from hydra.errors import MissingConfigException
+
+    text = str(err).strip()
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+        group, option = err.missing_cfg_file.rsplit("/", 1)
+        options = ", ".join(err.options or []) or "(none)"
+        return f"{group} must be one of {options}. Received: {group}={shown(option)}"
+    if "Could not override" in text or "is not in struct" in text:
+        key = text.split("'")[1] if "'" in text else "?"
+        value = _typed(key, overrides)
+        return (f"{key} is not a config key of this run (see `python -m trainer --cfg job`; a model knob must"
+                f" be listed by the selected model). Received: {key}={shown(value if value is not None else '?')}")
+    appended = re.search(r"Could not append to config\. An item is already at '([^']+)'", text)
+    if appended:
+        key = appended.group(1)
+        value = _typed(key, overrides)
+        return (f"{key} is already in the config, so +{key} cannot add it again; set it with {key}=... (or"
+                f" ++{key}=... to add or override). Received: +{key}={shown(value if value is not None else '?')}")
+    cause = str(err.__cause__ or "").strip()
+    if text.startswith("Error merging override") and cause:
+        # The why is in the cause: "Value 'abc' of type 'str' could not be converted to Integer".
+        text = f"{text}: {cause.splitlines()[0]}."
+    line = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return _as_typed(line, overrides) if "Received:" in line else f"{shown(line, 3 * _SHOWN)} Received: {shown(' '.join(overrides)) or '(no overrides)'}"
 
 
 def _group_options(group: str, config_dir: str | None = None) -> list[str] | None:
@@ -126,7 +289,7 @@ def _group_options(group: str, config_dir: str | None = None) -> list[str] | Non
     from importlib.resources import files
     from pathlib import Path
 
-    if "/" in group:
+    if "/" in group or "." in group:
         return None
     folders = [f for f in (files("conf") / group, Path(config_dir or "") / group if config_dir else None)
                if f is not None and f.is_dir()]
@@ -142,13 +305,13 @@ def _misplaced_value(job: list[str], compose_job, config_dir: str | None = None)
     Found against the config composed from the job's group choices alone, so it costs one
     composition and runs only once a job has already failed.
     """
-    from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf import DictConfig, ListConfig
 
     parsed = [(o.partition("=")[0].lstrip("+~"), o.partition("=")[2]) for o in job if "=" in o]
     for key, value in parsed:
         options = _group_options(key, config_dir)
         if options is not None and value not in options:
-            return f"{key} must be one of {', '.join(options)}. Received: {key}={value}"
+            return f"{key} must be one of {', '.join(options)}. Received: {key}={shown(value)}"
     try:
         base = compose_job([f"{k}={v}" for k, v in parsed if _group_options(k, config_dir) is not None])
     except Exception:  # the group choices themselves fail: reported by the caller
@@ -159,64 +322,275 @@ def _misplaced_value(job: list[str], compose_job, config_dir: str | None = None)
         node = OmegaConf.select(base, key, default=None)
         if isinstance(node, DictConfig) and not value.startswith("{"):
             inner = ", ".join(f"{key}.{k}=..." for k in list(node.keys())[:3])
-            return f"{key} is a section of the config, not a value; set its keys instead ({inner}). Received: {key}={value}"
+            return f"{key} is a section of the config, not a value; set its keys instead ({inner}). Received: {key}={shown(value)}"
         if isinstance(node, ListConfig) and not value.startswith("["):
-            return f"{key} must be a list such as [{', '.join(map(str, node))}]. Received: {key}={value}"
+            return f"{key} must be a list such as [{', '.join(map(str, node))}]. Received: {key}={shown(value)}"
     return None
 
 
-def preflight(argv: list[str] | None = None) -> None:
-    """Validate every job the command line describes; exit with one line on the first error."""
-    argv = sys.argv[1:] if argv is None else argv
-    overrides, options, flags = _split_argv(argv)
-    if flags & _INSPECT_FLAGS or _full_error():
-        return
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+def _check_folder(key: str, path, overrides: list[str]) -> None:
+    """A run or sweep folder Hydra will create: not a file, and in a place this user can write."""
+    existing = os.path.abspath(str(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        fail(f"{key} must be a folder the run can create; {shown(existing)} is a file. Received: {_received(key, path, overrides)}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{key} must be a folder this user can write to; {shown(existing)} is not writable."
+             f" Received: {_received(key, path, overrides)}")
+
+
+def _set_runtime(cfg, dir_key: str, subdir_key: str | None = None, num: int | None = None) -> str:
+    """What Hydra sets before a job runs (core/utils.py run_job), so `${hydra:...}` resolves as it will."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        if num is not None:
+            cfg.hydra.job.id = num
+            cfg.hydra.job.num = num
+    HydraConfig.instance().set_config(cfg)
+    output_dir = str(OmegaConf.select(cfg, dir_key))
+    if subdir_key is not None:
+        output_dir = os.path.join(output_dir, str(OmegaConf.select(cfg, subdir_key)))
+    for node in (cfg, HydraConfig.instance().cfg):  # the instance holds a copy: set both, not copy again
+        with read_write(node.hydra.runtime), open_dict(node.hydra.runtime):
+            node.hydra.runtime.output_dir = os.path.abspath(output_dir)
+    return output_dir
+
+
+def _sweep_jobs(hydra, master) -> tuple[object, int]:
+    """(an iterator over the jobs' overrides, how many there are), as the sweeper will launch them:
+    each job is (its overrides as the sweeper passes them, the same as the user typed them).
+
+    Hydra's basic sweeper launches the product of every comma list and range (its own
+    hydra.sweeper.params first); other sweepers (Optuna) sample values themselves, so only their
+    discrete command-line choices are expanded and sampled values are checked as each trial starts.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    arguments = OmegaConf.to_container(master.hydra.overrides.task)
+    basic = str(master.hydra.sweeper._target_).endswith(".BasicSweeper")
+    if basic:
+        params = master.hydra.sweeper.get("params") or {}
+        arguments = [f"{k}={v}" for k, v in params.items()] + arguments
+    parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(arguments)
+    axes = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():  # (what the sweeper passes, what the user typed)
+            axes[key] = [(f"{key}={o.get_value_element_as_str()}", o.input_line)]
+        elif o.is_discrete_sweep():
+            axes[key] = [(f"{key}={v}",) * 2 for v in o.sweep_string_iterator()]
+        elif basic:
+            kind = o.value_type.name.lower().replace("_sweep", "")
+            fail(f"{key.lstrip('+~')} cannot be an {kind} in a grid sweep (Hydra's basic sweeper"
+                 " runs every value of comma lists and ranges; hparams_search=optuna samples intervals)."
+                 f" Received: {shown(o.input_line)}")
+        else:
+            axes.pop(key, None)  # sampled by the sweeper: checked as each trial starts
+    count = 1
+    for values in axes.values():
+        count *= len(values)
+    jobs = ((list(a for a, _ in job), list(t for _, t in job)) for job in itertools.product(*axes.values()))
+    return jobs, count
+
+
+def _job_config(hydra, master, job: list[str], previous):
+    """The config Hydra composes for one job of a sweep (config_loader.load_sweep_config).
+
+    Composing the defaults tree is most of the cost, and in a grid over values it is the same
+    for every job, so a job that differs from the previous one only in plain `key=value`
+    overrides gets the previous config with those overrides applied by Hydra's own override
+    code, as composition would apply them.
+    """
+    import copy
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if previous is not None and len(previous[0]) == len(job):
+        changed = [new for old, new in zip(previous[0], job) if old != new]
+        parsed = OverridesParser.create().parse_overrides(changed)
+        repository = hydra.config_loader.repository
+        if all(o.input_line[0] not in "+~" and o.package is None and not o.is_hydra_override()
+               and not repository.group_exists(o.key_or_group) for o in parsed):
+            cfg = copy.deepcopy(previous[1])
+            ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+            return cfg
+    return hydra.config_loader.load_sweep_config(master, job)
+
+
+def _check_sweep_settings(master, overrides: list[str]) -> None:
+    """Settings of the sweep itself, before the first job trains."""
+    from trainer.checks import is_int, is_number
+
+    sweeper, launcher = master.hydra.sweeper, master.hydra.launcher
+
+    def bad(key, expected):
+        fail(f"{key} must be {expected}. Received: {_received(key, OmegaConf.select(master, key), overrides)}")
+
+    for key in ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs"):
+        if key.rsplit(".", 1)[1] in sweeper:
+            value = OmegaConf.select(master, key)
+            if not is_int(value) or value < 1:
+                bad(key, "an integer >= 1")
+    if "max_failure_rate" in sweeper:
+        value = sweeper.max_failure_rate
+        if not is_number(value) or not 0 <= value <= 1:
+            bad("hydra.sweeper.max_failure_rate", "a number in [0.0, 1.0]")
+    if sweeper.get("max_batch_size") is not None and (not is_int(sweeper.max_batch_size) or sweeper.max_batch_size < 1):
+        bad("hydra.sweeper.max_batch_size", "null or an integer >= 1")
+    if "n_jobs" in launcher:
+        value = launcher.n_jobs
+        if not is_int(value) or not (value >= 1 or value == -1):
+            bad("hydra.launcher.n_jobs", "an integer >= 1, or -1 for one job per CPU")
+
+
+def _report(err: Exception, job: list[str], compose_job, config_dir: str | None):
+    """One line for a job whose config did not compose or did not pass the checks."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if _full_error():
+        raise err
+    # A value of the wrong shape (a section set to a number) trips the checks in misleading
+    # ways, so it is named first.
+    misplaced = _misplaced_value(job, compose_job, config_dir)
+    if misplaced:
+        fail(misplaced)
+    if isinstance(err, ConfigError):
+        fail(_as_typed(str(err), job))
+    if isinstance(err, (HydraException, OmegaConfBaseException)):
+        fail(_compose_error(err, job))
+    # Still one line for the user; the tests treat this wording as a bug in a check.
+    fail(f"the config could not be checked ({type(err).__name__}: {shown(err)}); rerun with"
+         f" HYDRA_FULL_ERROR=1 for the traceback. Received: {shown(' '.join(job))}")
+
+
+def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, multirun: bool) -> None:
+    """Validate one job's config; one line for what is wrong with it."""
+    from trainer import metrics
     from trainer.config import validate
 
+    if multirun:  # a single run's config is the one _check_run has scanned
+        _reject_code(job_cfg, job)
+    if not _full_error():
+        _reject_deletions(job, compose_job)
+    try:
+        settings = validate(job_cfg)
+    except Exception as err:
+        _report(err, job, compose_job, config_dir)
+    if not multirun:
+        return
+    if settings["strategy"]["name"] == "multi_worker":
+        # A process joins its cluster once (TensorFlow configures the collectives for its
+        # lifetime), and every worker would open its own sweep run.
+        fail("strategy must be default or mirrored in a multirun (-m): a multi_worker cluster runs one"
+             " job, started on every worker with the same command. Received: strategy=multi_worker")
+    reported = metrics.reported(settings["schedule"]["name"])
+    if settings["sweep"]["metric"] not in reported:
+        fail(f"sweep.metric must be one of the metrics the run reports: {', '.join(reported)}."
+             f" Received: {_received('sweep.metric', settings['sweep']['metric'], job)}")
+
+
+def preflight(argv: list[str] | None = None, task_function=None) -> None:
+    """Check the command line and every job it describes; exit with one line on the first error.
+
+    The refusals that keep code from running hold whatever the flags (--cfg, --help, ...) and
+    HYDRA_FULL_ERROR=1, which only turns the other errors into tracebacks. `task_function` is the
+    @hydra.main function, whose file anchors a relative --config-path as Hydra anchors it.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse_args(argv)
+    overrides = list(args.overrides)
     _check_syntax(overrides)
     _reject_instantiation(overrides)
-    extra = []
-    config_dir = options.get("--config-dir") or options.get("-cd")
-    if config_dir:
-        if not os.path.isdir(config_dir):
-            fail(f"--config-dir must be an existing directory of config files. Received: --config-dir={config_dir}")
-        extra.append(f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]")
-    multirun = bool(flags & {"-m", "--multirun"})
+    _reject_hydra_settings(overrides)
+    hydra = _hydra(args, task_function)
+    config_name = CONFIG_NAME if args.config_name is None else args.config_name
+    inspect = args.help or args.hydra_help or args.cfg is not None or args.info is not None or args.shell_completion
     try:
-        jobs = _expand(overrides) if multirun else [overrides]
-    except HydraException as err:
-        fail(_compose_error(err, overrides))
-    GlobalHydra.instance().clear()
-    config_name = options.get("--config-name") or options.get("-cn") or "config"
-    with initialize_config_module("conf", version_base="1.3"):
-        for job in jobs:
+        if inspect:  # Hydra composes these in run mode and runs nothing; only the code refusals apply
             try:
-                settings = validate(compose(config_name=config_name, overrides=extra + job))
-            except Exception as err:
-                # A value of the wrong shape (a section set to a number) trips the checks in
-                # misleading ways, so it is named first.
-                misplaced = _misplaced_value(job, lambda j: compose(config_name=config_name, overrides=extra + j),
-                                             config_dir)
-                if misplaced:
-                    fail(misplaced)
-                if isinstance(err, ConfigError):
-                    fail(str(err))
-                if isinstance(err, (HydraException, OmegaConfBaseException)):
-                    fail(_compose_error(err, job))
-                # Still one line for the user; the tests treat this wording as a bug in a check.
-                fail(f"the config could not be checked ({type(err).__name__}: {err}); rerun with"
-                     f" HYDRA_FULL_ERROR=1 for the traceback. Received: {' '.join(job)}")
-            if multirun and settings["strategy"]["name"] == "multi_worker":
-                # A process joins its cluster once (TensorFlow configures the collectives for its
-                # lifetime), and every worker would open its own sweep run.
-                fail("strategy must be default or mirrored in a multirun (-m): a multi_worker cluster runs one"
-                     " job, started on every worker with the same command. Received: strategy=multi_worker")
-    GlobalHydra.instance().clear()
+                cfg = hydra.compose_config(config_name, overrides, run_mode=RunMode.RUN)
+            except Exception:  # Hydra reports its own composition error
+                return
+            _reject_code(cfg, overrides)
+            return
+        _check_run(hydra, config_name, overrides, args)
+    finally:
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+
+
+def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import MissingConfigException
+    from hydra.types import RunMode
+    from omegaconf.errors import OmegaConfBaseException
+
+    # The mode as Hydra's _run_app settles it. Asking Hydra costs a composition; trainer's own conf/
+    # never sets hydra.mode (tests/test_cli_safety.py), so only another config or an override can.
+    own = args.config_path is None and args.config_name is None and args.config_dir is None
+    typed = any(o.lstrip("+").startswith("hydra.mode=") for o in overrides)
+    mode = hydra.get_mode(config_name=config_name, overrides=overrides) if typed or not own else None
+    if mode is None or (args.multirun and mode == RunMode.RUN):
+        mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
+        overrides = overrides + [f"hydra.mode={mode.name}"]
+    multirun = mode == RunMode.MULTIRUN
+    # Hydra's own split of the overrides (hydra.overrides.hydra): each job is composed with these.
+    hydra_overrides = [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+    def compose_job(job):
+        return hydra.compose_config(config_name, hydra_overrides + job, run_mode=RunMode.RUN)
+
+    try:
+        master = hydra.compose_config(config_name, overrides, run_mode=mode)
+    except Exception as err:
+        if isinstance(err, MissingConfigException) and err.missing_cfg_file == config_name and not _full_error():
+            fail(f"--config-name must name a primary config on the config search path ({CONFIG_PATH}, --config-path,"
+                 f" --config-dir). Received: --config-name={shown(config_name)}")
+        _report(err, list(args.overrides), compose_job, args.config_dir)
+    _reject_code(master, overrides)
+
+    if not multirun:
+        _check_folder("hydra.run.dir", _set_runtime(master, "hydra.run.dir"), overrides)
+        _check_job(master, OmegaConf.to_container(master.hydra.overrides.task), compose_job, args.config_dir, multirun=False)
+        return
+    HydraConfig.instance().cfg = None  # Hydra's sweepers resolve the sweep folder before any job exists
+    try:
+        sweep_dir = str(master.hydra.sweep.dir)
+    except OmegaConfBaseException:
+        if _full_error():
+            raise
+        typed = _typed("hydra.sweep.dir", overrides)
+        fail("hydra.sweep.dir cannot use ${hydra:...}: Hydra resolves it before any job exists (use a path,"
+             " ${paths.output_dir}/... or ${now:...}; hydra.sweep.subdir may use ${hydra:...})."
+             f" Received: hydra.sweep.dir={shown(typed if typed is not None else OmegaConf.to_yaml(master.hydra.sweep))}")
+    _check_folder("hydra.sweep.dir", sweep_dir, overrides)
+    _set_runtime(master, "hydra.sweep.dir")
+    _check_sweep_settings(master, overrides)
+    try:
+        jobs, count = _sweep_jobs(hydra, master)
+    except Exception as err:
+        _report(err, list(args.overrides), compose_job, args.config_dir)
+    previous = None
+    for num, (job, typed) in enumerate(itertools.islice(jobs, _MAX_PREFLIGHT_JOBS)):
+        try:
+            job_cfg = _job_config(hydra, master, job, previous)
+        except Exception as err:
+            _report(err, typed, compose_job, args.config_dir)
+        previous = (job, job_cfg)
+        _check_folder("hydra.sweep.dir", _set_runtime(job_cfg, "hydra.sweep.dir", "hydra.sweep.subdir", num), typed)
+        _check_job(job_cfg, typed, compose_job, args.config_dir, multirun=True)
+    if count > _MAX_PREFLIGHT_JOBS:
+        print(f"note: checked the first {_MAX_PREFLIGHT_JOBS} of the sweep's {count} jobs before starting; each"
+              " later job is checked as it starts (and fails alone if its config is bad)", file=sys.stderr, flush=True)
 
 
 def _multirun() -> bool:
@@ -253,10 +627,18 @@ def _basic_sweeper() -> bool:
 def run_job(cfg):
     """The Hydra task function's body: train, turn bad input into one line, and return
     `sweep.metric` to the sweeper (Optuna optimizes it; the sweep summary ranks by it)."""
-    import logging
-
+    from trainer.config import validate
     from trainer.train import train
 
+    if _multirun():
+        try:
+            validate(cfg)
+        except ConfigError as err:
+            # A value the sweeper sampled (Optuna), or a job past those checked up front: this
+            # job fails, as any failing job does, and the sweep goes on.
+            if not cfg.sweep.continue_on_failure or _full_error():
+                raise
+            return _job_failed(err)
     try:
         metrics = train(cfg)
     except Exception as err:
@@ -287,16 +669,23 @@ def run_job(cfg):
         if not cfg.sweep.continue_on_failure:
             fail(f"a job failed ({type(err).__name__}: {err}) and sweep.continue_on_failure=false stops the sweep;"
                  " its MLflow run holds the traceback", code=1)
-        logging.getLogger("trainer").error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
-        from trainer import sweep
-
-        sweep.mark_failed(err)  # the sweep's summary counts it, even when it failed before its run existed
-        if _basic_sweeper():
-            return float("nan")  # Hydra's grid sweeper would stop at the first job that raises
-        raise  # Optuna records the trial as failed and goes on (hydra.sweeper.max_failure_rate)
+        return _job_failed(err)
     if cfg.sweep.metric not in metrics:
         if _multirun():
             fail(f"sweep.metric must be one of the metrics the run reports: {', '.join(sorted(metrics))}."
                  f" Received: sweep.metric={cfg.sweep.metric}")
         return None
     return metrics[cfg.sweep.metric]
+
+
+def _job_failed(err: Exception) -> float:
+    """End one failed job of a sweep so that the sweep goes on and its summary counts the job."""
+    import logging
+
+    from trainer import sweep
+
+    logging.getLogger("trainer").error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
+    sweep.mark_failed(err)  # the sweep's summary counts it, even when it failed before its run existed
+    if _basic_sweeper():
+        return float("nan")  # Hydra's grid sweeper would stop at the first job that raises
+    raise err  # Optuna records the trial as failed and goes on (hydra.sweeper.max_failure_rate)

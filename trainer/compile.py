@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import keras
 
+from trainer import metrics as metric_names
+
 _OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "adamw": keras.optimizers.AdamW,
@@ -19,7 +21,7 @@ def build_loss() -> keras.losses.Loss:
 
 
 def build_metrics() -> list[keras.metrics.Metric]:
-    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return [keras.metrics.SparseCategoricalAccuracy(name=metric_names.ACCURACY)]
 
 
 def build_schedule(schedule: dict, *, learning_rate: float, steps_per_epoch: int, epochs: int):

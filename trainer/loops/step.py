@@ -7,12 +7,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from trainer import metrics as metric_names
+
 
 class Steps:
     def __init__(self, model, optimizer, *, loss, metrics, strategy, steps_per_execution: int, jit_compile: bool):
         self.model, self.optimizer, self.loss, self.strategy = model, optimizer, loss, strategy
         with strategy.scope():
-            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.loss_tracker = keras.metrics.Mean(name=metric_names.LOSS)
         self.metrics = [self.loss_tracker, *metrics]
         self.train = self._on_iterator(self._train_step, steps_per_execution, jit_compile)
         self.test = self._on_iterator(self._test_step, steps_per_execution, jit_compile)
