@@ -38,6 +38,17 @@ def test_adamw_and_rmsprop_are_built_as_configured_and_train(make_cfg, runs, nam
     assert all(not np.array_equal(a, b) for a, b in zip(run.initial, run.weights, strict=True))
 
 
+def test_integer_hyperparameters_build_the_optimizer_they_name(make_cfg):
+    """`optimizer.learning_rate=1` and `optimizer.momentum=0` are valid numbers on the command
+    line; Keras's optimizers take only floats, so the builder must not hand them the ints."""
+    from trainer import compile as compile_
+
+    settings = validate(make_cfg("optimizer=sgd", "optimizer.learning_rate=1", "optimizer.momentum=0"))
+    assert settings["optimizer"]["learning_rate"] == 1 and settings["optimizer"]["momentum"] == 0
+    built = compile_.build_optimizer(settings["optimizer"], settings["schedule"], steps_per_epoch=1, epochs=1)
+    assert float(built.learning_rate) == 1.0 and built.momentum == 0.0
+
+
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_exponential_schedule_multiplies_the_rate_by_decay_rate_each_epoch(make_cfg, runs, loop):
     train(make_cfg(*TINY, f"loop={loop}", "schedule=exponential", "schedule.decay_rate=0.5", "epochs=2",

@@ -51,7 +51,9 @@ def build_schedule(schedule: dict, *, learning_rate: float, steps_per_epoch: int
 def build_optimizer(optimizer: dict, schedule: dict, *, steps_per_epoch: int, epochs: int,
                     precision: str = "float32") -> keras.optimizers.Optimizer:
     """The optimizer both loops use. Build it inside the strategy scope (its variables are mirrored)."""
-    options = dict(optimizer)
+    # YAML and the command line give `learning_rate=1` or `momentum=0` as ints, which the config
+    # accepts as numbers but Keras's optimizers refuse ("should be float").
+    options = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in optimizer.items()}
     name = options.pop("name")
     if name not in _OPTIMIZERS:
         raise ValueError(f"optimizer.name must be one of {', '.join(sorted(_OPTIMIZERS))}. Received: optimizer.name={name}")
