@@ -115,7 +115,7 @@ def test_continue_on_failure_false_stops_the_sweep_at_its_first_failing_job(cli,
     client, parent, children = _family(tmp_path)
     assert set(children) == {"width=4"}  # the second job never started
     assert children["width=4"].info.status == "FAILED"
-    assert parent.info.status in ("FAILED", "KILLED")  # ended, neither left RUNNING nor called FINISHED
+    assert parent.info.status == "FAILED"  # stopped by a failing job: neither RUNNING, nor FINISHED, nor KILLED
 
 
 def test_sigterm_ends_a_sweep_its_parent_and_running_job_killed_and_starts_no_other_job(tmp_path, tfds_dir):

@@ -176,7 +176,12 @@ class MlflowSweep(Callback):
         from mlflow.tracking import MlflowClient
 
         try:
-            MlflowClient(self.uri).set_terminated(self.parent_run_id, status="KILLED")
+            client = MlflowClient(self.uri)
+            # A sweep that sweep.continue_on_failure=false stopped at a failing job ended FAILED, like
+            # that job; one stopped by Ctrl-C or SIGTERM was KILLED, like the job it interrupted.
+            statuses = {job["status"] for job in _children(client, self.parent_run_id)}
+            status = "FAILED" if "FAILED" in statuses and "KILLED" not in statuses else "KILLED"
+            client.set_terminated(self.parent_run_id, status=status)
         except Exception:  # the process is exiting; nothing better can be done
             pass
         self._clear()
