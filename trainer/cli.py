@@ -19,6 +19,7 @@ import sys
 
 from omegaconf import OmegaConf
 
+from trainer.checks import MAX_SHOWN, folder_problem, shorten
 from trainer.errors import ConfigError
 
 # The primary config of `python -m trainer` (trainer/__main__.py's @hydra.main); -cp/-cn change it.
@@ -26,8 +27,6 @@ CONFIG_PATH = "pkg://conf"
 CONFIG_NAME = "config"
 # Jobs of a grid sweep checked before the first one trains; later ones are checked as they start.
 _MAX_PREFLIGHT_JOBS = 100
-# The most characters of one value a message echoes.
-_SHOWN = 200
 
 
 def _full_error() -> bool:
@@ -38,12 +37,6 @@ def fail(message: str, code: int = 2):
     """Print one line and exit; never a traceback unless HYDRA_FULL_ERROR=1."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
-
-
-def shown(value, limit: int = _SHOWN) -> str:
-    """A value as a message echoes it: at most `limit` characters, and a marker when cut."""
-    text = str(value)
-    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
 
 
 def _typed(key: str, overrides: list[str]) -> str | None:
@@ -60,23 +53,23 @@ def _received(key: str, value, overrides: list[str]) -> str:
     """`key=<value>` for a message: as typed, with what it resolved to when that differs."""
     typed = _typed(key, overrides)
     if typed is None or typed == str(value):
-        return f"{key}={shown(value)}"
+        return f"{key}={shorten(value)}"
     if "${" in typed:
-        return f"{key}={shown(typed)} (resolved to {shown(value)})"
-    return f"{key}={shown(typed)}"
+        return f"{key}={shorten(typed)} (resolved to {shorten(value)})"
+    return f"{key}={shorten(typed)}"
 
 
 def _as_typed(message: str, overrides: list[str]) -> str:
     """A check's message with its `Received: key=value` shown as the user typed it (`depth='3'`
     is a string, not the integer 3), and no value echoed beyond a few hundred characters."""
     head, sep, tail = message.partition(" Received: ")
-    head = re.sub(r"\S{%d,}" % (_SHOWN + 1), lambda m: shown(m.group(0)), head)
+    head = re.sub(r"\S{%d,}" % (MAX_SHOWN + 1), lambda m: shorten(m.group(0)), head)
     if not sep:
         return head
     pairs = []
     for pair in re.split(r", (?=[\w.\[\]/-]+=)", tail):  # "a=1, b=2" names two keys
         match = re.fullmatch(r"([\w.\[\]/-]+)=(.*)", pair, re.S)
-        pairs.append(_received(*match.groups(), overrides) if match else shown(pair))
+        pairs.append(_received(*match.groups(), overrides) if match else shorten(pair))
     return f"{head}{sep}{', '.join(pairs)}"
 
 
@@ -90,7 +83,7 @@ def _parse_args(argv: list[str]):
 
     def error(message: str):
         fail(f"the command line must be [options] key=value ... (see `python -m trainer --help`); {message}."
-             f" Received: {shown(' '.join(argv))}")
+             f" Received: {shorten(' '.join(argv))}")
 
     parser.error = error
     args = parser.parse_args(argv)
@@ -98,13 +91,13 @@ def _parse_args(argv: list[str]):
         # Hydra would unpickle that file, and a pickle can run any code.
         fail("--experimental-rerun is not supported: it loads a pickle, which can run any code; rerun the"
              " command line instead (a run folder's .hydra/overrides.yaml lists its overrides)."
-             f" Received: --experimental-rerun={shown(args.experimental_rerun)}")
+             f" Received: --experimental-rerun={shorten(args.experimental_rerun)}")
     commands = args.run + (args.cfg is not None) + args.multirun + args.shell_completion + (args.info is not None)
     if commands > 1:
         fail("only one of --run, --multirun, --cfg, --info and --shell-completion can be given."
-             f" Received: {shown(' '.join(argv))}")
+             f" Received: {shorten(' '.join(argv))}")
     if args.resolve and args.cfg is None and not args.help:
-        fail(f"--resolve works only with --cfg or --help. Received: {shown(' '.join(argv))}")
+        fail(f"--resolve works only with --cfg or --help. Received: {shorten(' '.join(argv))}")
     return args
 
 
@@ -125,12 +118,12 @@ def _hydra(args, task_function):
     try:
         validate_config_path(config_path)
     except Exception as err:  # Hydra's own wording, on one line
-        fail(f"{' '.join(str(err).split())} Received: --config-path={shown(config_path)}")
+        fail(f"{' '.join(str(err).split())} Received: --config-path={shorten(config_path)}")
     search_path = create_automatic_config_search_path(calling_file, calling_module, config_path)
     if args.config_dir is not None:
         if not os.path.isdir(args.config_dir):
             fail("--config-dir must be an existing directory of config files."
-                 f" Received: --config-dir={shown(args.config_dir)}")
+                 f" Received: --config-dir={shorten(args.config_dir)}")
         search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
                             anchor=SearchPathQuery(provider="schema"))
     GlobalHydra.instance().clear()
@@ -150,9 +143,9 @@ def _check_syntax(overrides: list[str]) -> None:
             parser.parse_override(override)
         except Exception:
             key = override.partition("=")[0].lstrip("+~") or override
-            fail(f"{shown(key)} could not be read as key=value (quote a value that holds special characters:"
+            fail(f"{shorten(key)} could not be read as key=value (quote a value that holds special characters:"
                  " key='a b,c'; see https://hydra.cc/docs/advanced/override_grammar/basic/)."
-                 f" Received: {shown(override)}")
+                 f" Received: {shorten(override)}")
 
 
 def _reject_instantiation(overrides: list[str]) -> None:
@@ -163,13 +156,13 @@ def _reject_instantiation(overrides: list[str]) -> None:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
         if "_target_" in key or re.search(r"_target_['\"]?\s*:", value):  # the key, or a key of a dict value
-            fail(f"{shown(key)} cannot be set to a _target_ from the command line: models, optimizers, data and"
-                 f" callbacks come only from trainer's own config groups and registries. Received: {shown(key)}={shown(value)}")
+            fail(f"{shorten(key)} cannot be set to a _target_ from the command line: models, optimizers, data and"
+                 f" callbacks come only from trainer's own config groups and registries. Received: {shorten(key)}={shorten(value)}")
         if key == "model.module":
             # model.module names code to import; only a model's own YAML (which the user wrote, in
             # conf/model/ or their --config-dir) may name it, so no command line can run a module.
             fail("model.module is read only from a model's YAML file (conf/model/<name>.yaml or your"
-                 f" --config-dir), not from the command line. Received: model.module={shown(value)}")
+                 f" --config-dir), not from the command line. Received: model.module={shorten(value)}")
 
 
 def _reject_hydra_settings(overrides: list[str]) -> None:
@@ -183,16 +176,16 @@ def _reject_hydra_settings(overrides: list[str]) -> None:
     for o in OverridesParser.create().parse_overrides(overrides):
         key = o.key_or_group
         if o.package is not None and (o.package == "hydra" or o.package.startswith(("hydra.", "_global_"))):
-            fail(f"{shown(key)}@{shown(o.package)} cannot place a config into Hydra's settings or the config's root"
-                 f" from the command line; choose the group's option instead ({key}=<option>). Received: {shown(o.input_line)}")
+            fail(f"{shorten(key)}@{shorten(o.package)} cannot place a config into Hydra's settings or the config's root"
+                 f" from the command line; choose the group's option instead ({key}=<option>). Received: {shorten(o.input_line)}")
         if not (key == "hydra" or key.startswith(("hydra.", "hydra/"))):
             continue
         group = key == "hydra" or "/" in key
         if (key in hydra_guard.HYDRA_GROUPS and not o.is_delete()) if group else hydra_guard.hydra_setting_allowed(key):
             continue
         hint = " (set environment variables in the shell instead)" if key.startswith("hydra.job.env") else ""
-        fail(f"{shown(key)} is not a Hydra setting the command line may change{hint}; allowed:"
-             f" {hydra_guard.allowed_settings_text()}. Received: {shown(o.input_line)}")
+        fail(f"{shorten(key)} is not a Hydra setting the command line may change{hint}; allowed:"
+             f" {hydra_guard.allowed_settings_text()}. Received: {shorten(o.input_line)}")
 
 
 def _reject_code(cfg, overrides: list[str]) -> None:
@@ -204,10 +197,10 @@ def _reject_code(cfg, overrides: list[str]) -> None:
 
     for path, value in hydra_guard.refused_references(cfg):
         what = (f"its value could not be resolved ({type(value).__name__})" if isinstance(value, Exception)
-                else f"it names {shown(value)}")
+                else f"it names {shorten(value)}")
         source = max((o for o in overrides if path.startswith(o.partition("=")[0].lstrip("+~"))),
                      key=lambda o: len(o.partition("=")[0]), default=None)
-        received = shown(source) if source else f"{path}={shown(value)}"
+        received = shorten(source) if source else f"{path}={shorten(value)}"
         fail(f"{path} cannot name code to run ({what}): a config may name only what trainer's own conf/ and the"
              " configs of Hydra and its installed plugins name (trainer.sweep.MlflowSweep, Hydra's launchers,"
              f" sweepers and Optuna samplers, the logging handlers). Received: {received}")
@@ -264,24 +257,24 @@ def _compose_error(err: Exception, overrides: list[str]) -> str:
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, option = err.missing_cfg_file.rsplit("/", 1)
         options = ", ".join(err.options or []) or "(none)"
-        return f"{group} must be one of {options}. Received: {group}={shown(option)}"
+        return f"{group} must be one of {options}. Received: {group}={shorten(option)}"
     if "Could not override" in text or "is not in struct" in text:
         key = text.split("'")[1] if "'" in text else "?"
         value = _typed(key, overrides)
         return (f"{key} is not a config key of this run (see `python -m trainer --cfg job`; a model knob must"
-                f" be listed by the selected model). Received: {key}={shown(value if value is not None else '?')}")
+                f" be listed by the selected model). Received: {key}={shorten(value if value is not None else '?')}")
     appended = re.search(r"Could not append to config\. An item is already at '([^']+)'", text)
     if appended:
         key = appended.group(1)
         value = _typed(key, overrides)
         return (f"{key} is already in the config, so +{key} cannot add it again; set it with {key}=... (or"
-                f" ++{key}=... to add or override). Received: +{key}={shown(value if value is not None else '?')}")
+                f" ++{key}=... to add or override). Received: +{key}={shorten(value if value is not None else '?')}")
     cause = str(err.__cause__ or "").strip()
     if text.startswith("Error merging override") and cause:
         # The why is in the cause: "Value 'abc' of type 'str' could not be converted to Integer".
         text = f"{text}: {cause.splitlines()[0]}."
     line = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    return _as_typed(line, overrides) if "Received:" in line else f"{shown(line, 3 * _SHOWN)} Received: {shown(' '.join(overrides)) or '(no overrides)'}"
+    return _as_typed(line, overrides) if "Received:" in line else f"{shorten(line, 3 * MAX_SHOWN)} Received: {shorten(' '.join(overrides)) or '(no overrides)'}"
 
 
 def _group_options(group: str, config_dir: str | None = None) -> list[str] | None:
@@ -311,7 +304,7 @@ def _misplaced_value(job: list[str], compose_job, config_dir: str | None = None)
     for key, value in parsed:
         options = _group_options(key, config_dir)
         if options is not None and value not in options:
-            return f"{key} must be one of {', '.join(options)}. Received: {key}={shown(value)}"
+            return f"{key} must be one of {', '.join(options)}. Received: {key}={shorten(value)}"
     try:
         base = compose_job([f"{k}={v}" for k, v in parsed if _group_options(k, config_dir) is not None])
     except Exception:  # the group choices themselves fail: reported by the caller
@@ -322,22 +315,17 @@ def _misplaced_value(job: list[str], compose_job, config_dir: str | None = None)
         node = OmegaConf.select(base, key, default=None)
         if isinstance(node, DictConfig) and not value.startswith("{"):
             inner = ", ".join(f"{key}.{k}=..." for k in list(node.keys())[:3])
-            return f"{key} is a section of the config, not a value; set its keys instead ({inner}). Received: {key}={shown(value)}"
+            return f"{key} is a section of the config, not a value; set its keys instead ({inner}). Received: {key}={shorten(value)}"
         if isinstance(node, ListConfig) and not value.startswith("["):
-            return f"{key} must be a list such as [{', '.join(map(str, node))}]. Received: {key}={shown(value)}"
+            return f"{key} must be a list such as [{', '.join(map(str, node))}]. Received: {key}={shorten(value)}"
     return None
 
 
 def _check_folder(key: str, path, overrides: list[str]) -> None:
     """A run or sweep folder Hydra will create: not a file, and in a place this user can write."""
-    existing = os.path.abspath(str(path))
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        fail(f"{key} must be a folder the run can create; {shown(existing)} is a file. Received: {_received(key, path, overrides)}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        fail(f"{key} must be a folder this user can write to; {shown(existing)} is not writable."
-             f" Received: {_received(key, path, overrides)}")
+    problem = folder_problem(str(path))
+    if problem:
+        fail(f"{key} must be a folder this user can write to ({problem}). Received: {_received(key, path, overrides)}")
 
 
 def _set_runtime(cfg, dir_key: str, subdir_key: str | None = None, num: int | None = None) -> str:
@@ -386,7 +374,7 @@ def _sweep_jobs(hydra, master) -> tuple[object, int]:
             kind = o.value_type.name.lower().replace("_sweep", "")
             fail(f"{key.lstrip('+~')} cannot be an {kind} in a grid sweep (Hydra's basic sweeper"
                  " runs every value of comma lists and ranges; hparams_search=optuna samples intervals)."
-                 f" Received: {shown(o.input_line)}")
+                 f" Received: {shorten(o.input_line)}")
         else:
             axes.pop(key, None)  # sampled by the sweeper: checked as each trial starts
     count = 1
@@ -464,8 +452,8 @@ def _report(err: Exception, job: list[str], compose_job, config_dir: str | None)
     if isinstance(err, (HydraException, OmegaConfBaseException)):
         fail(_compose_error(err, job))
     # Still one line for the user; the tests treat this wording as a bug in a check.
-    fail(f"the config could not be checked ({type(err).__name__}: {shown(err)}); rerun with"
-         f" HYDRA_FULL_ERROR=1 for the traceback. Received: {shown(' '.join(job))}")
+    fail(f"the config could not be checked ({type(err).__name__}: {shorten(err)}); rerun with"
+         f" HYDRA_FULL_ERROR=1 for the traceback. Received: {shorten(' '.join(job))}")
 
 
 def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, multirun: bool) -> None:
@@ -554,7 +542,7 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
     except Exception as err:
         if isinstance(err, MissingConfigException) and err.missing_cfg_file == config_name and not _full_error():
             fail(f"--config-name must name a primary config on the config search path ({CONFIG_PATH}, --config-path,"
-                 f" --config-dir). Received: --config-name={shown(config_name)}")
+                 f" --config-dir). Received: --config-name={shorten(config_name)}")
         _report(err, list(args.overrides), compose_job, args.config_dir)
     _reject_code(master, overrides)
 
@@ -571,7 +559,7 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
         typed = _typed("hydra.sweep.dir", overrides)
         fail("hydra.sweep.dir cannot use ${hydra:...}: Hydra resolves it before any job exists (use a path,"
              " ${paths.output_dir}/... or ${now:...}; hydra.sweep.subdir may use ${hydra:...})."
-             f" Received: hydra.sweep.dir={shown(typed if typed is not None else OmegaConf.to_yaml(master.hydra.sweep))}")
+             f" Received: hydra.sweep.dir={shorten(typed if typed is not None else OmegaConf.to_yaml(master.hydra.sweep))}")
     _check_folder("hydra.sweep.dir", sweep_dir, overrides)
     _set_runtime(master, "hydra.sweep.dir")
     _check_sweep_settings(master, overrides)
