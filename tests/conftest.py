@@ -3,6 +3,7 @@ output (TFDS data, MLflow store, run folders) inside pytest's tmp dirs. No netwo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -75,28 +76,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """http://127.0.0.1:<port> of a real server (SQLite backend), one per test session (starting one
-    takes several seconds): tests keep to their own experiments. Stopped (its whole process group) at teardown."""
-    home = tmp_path_factory.mktemp("mlflow_server")
+@contextlib.contextmanager
+def serve_mlflow(home: Path, *options: str, env: dict | None = None, timeout: float = 180):
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, artifacts under `home`) for the block:
+    yields its http://127.0.0.1:<port> once /health answers, then stops its whole process group."""
     port = free_port()
     log = open(home / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-m", "mlflow", "server", *options, "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+         "--artifacts-destination", str(home / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home, start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while True:
             assert server.poll() is None, (home / "server.log").read_text()[-3000:]
             try:
-                with urllib.request.urlopen(uri + "/health", timeout=2):
+                with urllib.request.urlopen(uri + "/health", timeout=2):  # a basic-auth server answers it too
                     break
             except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not answer in 120 s"
+                assert time.monotonic() < deadline, f"mlflow server did not answer in {timeout} s"
                 time.sleep(0.5)
         yield uri
     finally:
@@ -106,3 +107,11 @@ def mlflow_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """http://127.0.0.1:<port> of a real server, one per test session (starting one takes several
+    seconds): tests keep to their own experiments."""
+    with serve_mlflow(tmp_path_factory.mktemp("mlflow_server")) as uri:
+        yield uri

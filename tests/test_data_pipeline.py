@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from trainer.data import augment, load, pipeline

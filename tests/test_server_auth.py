@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port
+from tests.conftest import serve_mlflow
 
 ADMIN_PASSWORD = "admin-pw-7731-server"
 USER, PASSWORD = "alice", "alice-pw-4409/@:x"
@@ -50,34 +48,9 @@ def auth_server(tmp_path_factory):
                       "auth_cache_ttl_seconds = 600\n")
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
            "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-of-this-test-server"}
-    port = free_port()
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-         "--artifacts-destination", str(home / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (home / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=2):  # answered without credentials
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not answer in 180 s"
-                time.sleep(0.5)
+    with serve_mlflow(home, "--app-name", "basic-auth", env=env) as uri:
         _request(uri + "/api/2.0/mlflow/users/create", "admin", ADMIN_PASSWORD, {"username": USER, "password": PASSWORD})
         yield uri
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
 
 
 def _no_tensorflow(tmp_path) -> dict:
