@@ -52,6 +52,15 @@ def make_cfg(tmp_path, tfds_dir):
     GlobalHydra.instance().clear()
 
 
+def without_tensorflow(root) -> dict:
+    """Environment entries under which `import tensorflow` fails: a subprocess that prints its line
+    there printed it before TensorFlow loaded."""
+    blocker = Path(root) / "no_tensorflow" / "tensorflow"
+    blocker.mkdir(parents=True, exist_ok=True)
+    (blocker / "__init__.py").write_text('raise ImportError("tensorflow was imported before the line was printed")\n')
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))}
+
+
 def tracking_uri(root) -> str:
     return f"sqlite:///{Path(root) / 'outputs' / 'mlflow.db'}"
 

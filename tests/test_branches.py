@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import without_tensorflow
 from tests.helpers import run_cfg, runs  # noqa: F401  (runs: a fixture)
 from tests.test_data_folder import _compose, make_folder
 from trainer.config import validate
@@ -111,11 +112,8 @@ def test_debug_fast_is_one_epoch_of_batches_of_64(tmp_path, tfds_dir, runs):
 
 
 def test_hydra_full_error_shows_the_traceback_instead_of_one_line(tmp_path):
-    blocker = tmp_path / "no_tensorflow" / "tensorflow"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text('raise ImportError("tensorflow was imported before the config was checked")\n')
     env = {**os.environ, "TRAINER_ROOT": str(tmp_path), "HYDRA_FULL_ERROR": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))}
+           **without_tensorflow(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "trainer", "model=dynamic", "depth=0"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-3000:]

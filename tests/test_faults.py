@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, free_port, tracking_uri
+from tests.conftest import REPO, free_port, tracking_uri, without_tensorflow
 
 FAULTS = str(REPO / "tests" / "faults")
 
@@ -229,11 +229,8 @@ def _limit_file_size_below_a_new_store():
 def test_a_new_store_on_a_full_disk_is_one_line_before_tensorflow_loads(tmp_path, tfds_dir):
     """Creating MLflow's tables fails deep in SQLAlchemy ("disk I/O error"); nothing is recorded
     yet, so the user gets the one line and no traceback, and TensorFlow never starts."""
-    blocker = tmp_path / "no_tensorflow" / "tensorflow"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text('raise ImportError("tensorflow was imported before the store was prepared")\n')
     env = {**os.environ, "TRAINER_ROOT": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))}
+           **without_tensorflow(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "trainer", "epochs=1", f"data.data_dir={tfds_dir}"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300,
                             preexec_fn=_limit_file_size_below_a_new_store)
@@ -276,12 +273,8 @@ def test_unwritable_artifact_location_is_rejected_before_anything_runs(tmp_path,
 
 
 def test_unreachable_tracking_server_fails_in_one_line_before_tensorflow_loads(tmp_path):
-    blocker = tmp_path / "no_tensorflow" / "tensorflow"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text('raise ImportError("tensorflow was imported before the server was probed")\n')
     port = free_port()  # nothing listens there
-    env = {**os.environ, "TRAINER_ROOT": str(tmp_path),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "TRAINER_ROOT": str(tmp_path), **without_tensorflow(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "trainer", "tracking=server", f"tracking.uri=http://127.0.0.1:{port}",
                              "epochs=1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]

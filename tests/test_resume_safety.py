@@ -15,19 +15,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, tracking_uri
+from tests.conftest import REPO, tracking_uri, without_tensorflow
 from trainer import checkpoint, stale
 
 FAULTS = str(REPO / "tests" / "faults")
 RUN = ("model=mlp", "width=8", "epochs=2", "resume.every_seconds=0", "callbacks.progress=epoch")
-
-
-def _no_tensorflow(root: Path) -> dict:
-    """An environment in which importing TensorFlow fails: a line printed there came before it."""
-    blocker = root / "no_tensorflow" / "tensorflow"
-    blocker.mkdir(parents=True, exist_ok=True)
-    (blocker / "__init__.py").write_text('raise ImportError("tensorflow was imported before the config was checked")\n')
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))}
 
 
 def _faults(**variables: str) -> dict:
@@ -72,7 +64,7 @@ def test_a_resume_dir_trainer_could_not_safely_empty_is_refused_before_tensorflo
         # Unwritable even for root; tracking off, so no store is made whichever check answers.
         "/proc/self/checkpoints": "resume.dir must be a folder this user can write to",
     }
-    env = _no_tensorflow(tmp_path)
+    env = without_tensorflow(tmp_path)
 
     def refused(value):
         tracking = ["tracking.enabled=false"] if value.startswith("/proc/") else []
@@ -103,7 +95,7 @@ def test_a_users_folder_is_used_emptied_of_only_trainers_files_and_never_given_t
     left = _snapshot(mine)
 
     # 2. Another config pointed at that folder is refused before TensorFlow, and touches nothing.
-    other = cli(*run, "width=16", extra_env=_no_tensorflow(tmp_path))
+    other = cli(*run, "width=16", extra_env=without_tensorflow(tmp_path))
     line = _line(other)
     assert line.startswith(f"error: resume.dir holds the resume checkpoint of another config (resume.identity"
                            f" {record['identity']}, this run's is ")

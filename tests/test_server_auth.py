@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import serve_mlflow
+from tests.conftest import serve_mlflow, without_tensorflow
 
 ADMIN_PASSWORD = "admin-pw-7731-server"
 USER, PASSWORD = "alice", "alice-pw-4409/@:x"
@@ -53,17 +53,9 @@ def auth_server(tmp_path_factory):
         yield uri
 
 
-def _no_tensorflow(tmp_path) -> dict:
-    """An environment in which importing TensorFlow fails, so a line printed before it is proven to be."""
-    blocker = tmp_path / "no_tensorflow" / "tensorflow"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text('raise ImportError("tensorflow was imported before the server was checked")\n')
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))}
-
-
 def test_wrong_or_missing_credentials_stop_in_one_line_before_tensorflow(cli, tmp_path, auth_server):
     host = auth_server.split("://", 1)[1]
-    env = _no_tensorflow(tmp_path)
+    env = without_tensorflow(tmp_path)
     cases = [  # (extra environment, tracking.uri as typed, as it must be shown, who the line names)
         ({"MLFLOW_TRACKING_USERNAME": USER, "MLFLOW_TRACKING_PASSWORD": WRONG_PASSWORD}, auth_server, auth_server,
          f"for MLFLOW_TRACKING_USERNAME={USER}"),
