@@ -144,9 +144,9 @@ def test_chief_alone_records_one_finished_run(clusters, loop):
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_chief_model_has_the_weights_both_workers_evaluated_with(clusters, loop, tfds_dir):
-    """The logged test metrics come from both workers, each evaluating its half of the test split
-    with its own copy of the weights. The chief's saved model, run over the whole split here,
-    gives the same numbers only if the two copies were equal."""
+    """Each worker evaluates the whole test split with its own copy of the weights (no collective
+    op) and both print the same numbers (the test above); the chief's saved model, run over the
+    whole split here, gives the numbers the chief logged, so it holds the weights both evaluated."""
     import mlflow
 
     root, _ = clusters[loop]

@@ -95,12 +95,16 @@ def shardable(dataset: tf.data.Dataset) -> tf.data.Dataset:
 def workers_agree(strategy: tf.distribute.Strategy, value: int) -> bool:
     """Whether every worker of a multi-worker cluster passed the same `value` (always true outside
     one). A collective op: every worker must call it at the same point of the run."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if not is_multi_worker(strategy):
         return True
     # Strategy.reduce offers SUM and MEAN, not MIN/MAX: a sum equal to value x replicas on every
     # worker means equal values; a worker whose value differs from the cluster's mean sees it.
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(float(value))), axis=None)
     return float(total) == float(value) * strategy.num_replicas_in_sync
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def is_default(strategy: tf.distribute.Strategy) -> bool:

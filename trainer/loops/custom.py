@@ -8,7 +8,7 @@ import tensorflow as tf
 from trainer import callbacks as callbacks_lib
 from trainer import compile as compile_
 from trainer import distribute, resume
-from trainer.loops.step import Steps
+from trainer.loops.step import Steps, evaluate_here
 
 
 def _blocks(num_batches: int, steps_per_execution: int):
@@ -89,6 +89,9 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
             break
     optimizer.finalize_variable_values(model.trainable_weights)
     cbs.on_train_end(logs=epoch_logs)
-    test_logs = _evaluate(steps, test, sizes["test"], spe)
+    if distribute.is_multi_worker(strategy):
+        test_logs = evaluate_here(model, data.test, loss=compile_.build_loss(), metrics=compile_.build_metrics())
+    else:
+        test_logs = _evaluate(steps, test, sizes["test"], spe)
     history = model.history.history if getattr(model, "history", None) is not None else {}
     return history, {f"test_{k}": v for k, v in test_logs.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from trainer import callbacks as callbacks_lib
 from trainer import compile as compile_
 from trainer import distribute, resume
+from trainer.loops.step import evaluate_here
 
 
 def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
@@ -29,6 +30,9 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     history = model.fit(train, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch, callbacks=cbs,
                         steps_per_epoch=steps, verbose=verbose,
                         shuffle=False)  # the tf.data pipeline already shuffles with the run seed
-    test = model.evaluate(test, return_dict=True, verbose=0)
+    if distribute.is_multi_worker(strategy):
+        test = evaluate_here(model, data.test, loss=compile_.build_loss(), metrics=compile_.build_metrics())
+    else:
+        test = model.evaluate(test, return_dict=True, verbose=0)
     return history.history, {f"test_{k}": float(v) for k, v in test.items()}
 

@@ -79,3 +79,20 @@ class Steps:
     def reset(self) -> None:
         for metric in self.metrics:
             metric.reset_state()
+
+
+def evaluate_here(model, dataset: tf.data.Dataset, *, loss, metrics) -> dict:
+    """The metrics of this process's copy of `model` over the whole of `dataset`, with no
+    collective op: what each worker of a multi-worker cluster reports as its test metrics.
+
+    Keras's distributed `evaluate` adds the workers' shares up through collective ops, and on a
+    loaded machine has reported a test accuracy that no count over the split can give (the
+    cross-check in tests/test_multi_worker.py); here nothing crosses processes, so the number is
+    the saved model's on the whole split, and workers that print the same numbers hold the same
+    weights. Called outside the strategy's scope: the model's mirrored variables read as this
+    process's copy, and the metrics made here are plain variables."""
+    default = tf.distribute.get_strategy()
+    # One call runs the whole split: the step loop stops at the iterator's end.
+    steps = Steps(model, None, loss=loss, metrics=metrics, strategy=default, steps_per_execution=2**31 - 1,
+                  jit_compile=False)
+    return {k: float(v) for k, v in steps.test(iter(dataset)).items()}
