@@ -4,9 +4,9 @@ continue exactly where it stopped. Both loops use this one callback.
 When: at the end of the first epoch that ends `every_seconds` (resume.every_seconds) or more after
 the previous checkpoint (or after training began), and at the end of the last epoch, including one
 that early stopping made the last. 0 writes one after every epoch. tf.estimator's
-`save_checkpoints_secs` made the same trade: measured in lockstep here, a checkpoint costs 1.2 ms
-of wall time for the default mlp, 2-4% of its ~50 ms digits epoch when written every epoch; once per
-10 s it costs nothing measurable, and a kill costs at most that much retraining. A resumed run
+`save_checkpoints_secs` made the same trade: written every epoch, a checkpoint is a visible share of
+a tiny model's epoch; written every few seconds it is lost in the noise, and a kill costs at most
+that much retraining (docs/resume-and-faults.md has the measurements). A resumed run
 retrains the epochs after the checkpoint; trainer/tracking.py keeps the values the killed attempt
 already logged for them rather than logging the same steps twice.
 
@@ -16,18 +16,16 @@ draws), the number of completed epochs, and the metrics the tracker had not yet 
 store (so logging never waits for the store before a checkpoint; trainer/tracking.py replays them
 on resume, and MLflow ignores a metric it already has).
 
-Why not Keras's BackupAndRestore or a tf.train.CheckpointManager: measured on a 2-core CPU, they
-write synchronously and cost 11 ms and 6-7 ms per epoch for the default mlp, a fifth and an eighth
-of a 52 ms digits epoch (benchmarks/, "overhead"); TensorFlow's async checkpoint option fails on
-Keras 3 variables ("tf.function only supports singleton tf.Variables"). Here the epoch end only
-reads the variables, in one compiled call, and a background thread writes the file while the next
-epoch trains.
+Why not Keras's BackupAndRestore or a tf.train.CheckpointManager: they write synchronously, in the
+training thread, at every epoch end; TensorFlow's async checkpoint option fails on Keras 3
+variables ("tf.function only supports singleton tf.Variables"). Here the epoch end only reads the
+variables, in one compiled call, and a background thread writes the file while the next epoch
+trains.
 
 The file is a small header and the raw bytes of every variable, not an .npz, and the read is one
-tf.function, not one `.numpy()` per variable. Measured side by side in one process (medians of 150
-epoch ends), the training thread's epoch end went from 1.3 to 0.5 ms for the mlp and from 7.2 to
-2.8 ms for the resnet (173 variables), and the writer's CPU time from 1.2 to 0.3 ms and from 7.2
-to 2.5 ms: the writer shares two cores with training. The header's JSON manifest names each
+tf.function, not one `.numpy()` per variable: both keep the training thread's share of a
+checkpoint and the writer's CPU time small, since the writer shares the cores with training. The
+header's JSON manifest names each
 variable's path, shape and dtype; a CRC-32 of the header and the bytes ends the file, so a
 truncated or damaged file (an edited epoch count included) is refused, never loaded, and so is
 one whose variables' names or shapes are not this model's. The write goes to a temporary file

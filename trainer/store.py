@@ -53,7 +53,7 @@ _WAL_STORES: set[str] = set()
 
 def _sync_at_checkpoints(path: str) -> None:
     """MLflow's connections to this store use synchronous=NORMAL, SQLite's advice for WAL: a
-    commit no longer waits for fsync (a write costs ~11 ms instead of ~19 ms here), and a crash of
+    commit no longer waits for fsync (a write costs about half as much), and a crash of
     the process still loses nothing; only a power cut can lose the last commits. Other SQLite
     databases in the process (an Optuna storage, say) are left as they are."""
     if not _WAL_STORES:

@@ -35,8 +35,8 @@ TAG_VALUE_LIMIT = 8000
 KEY_LIMIT = 250
 _BATCH = 100  # MLflow's limit on params per log_batch call
 _METRICS_PER_BATCH = 1000  # and on metrics
-# A store write costs ~5 ms of CPU (SQLite, one transaction): once per epoch of a tiny model on
-# 2 cores that is several percent of training. Metrics therefore leave at most every 2 s, in one
+# A store write is one SQLite transaction: once per epoch of a tiny model it is a visible share
+# of training (benchmarks/, "tracking"). Metrics therefore leave at most every 2 s, in one
 # batch; an epoch longer than that is still sent the moment it ends.
 SEND_INTERVAL_S = 2.0
 _TRUNCATED = "...(truncated; see config.yaml)"

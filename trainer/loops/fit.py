@@ -26,7 +26,7 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     cbs = callbacks_lib.callback_list(callbacks, model=model, epochs=epochs, steps=steps, verbose=verbose)
     # steps_per_epoch: without it, fit makes two training iterators per epoch (one as an epoch
     # ends, dropped, and a new one as the next begins), and each instantiates the augmentation's
-    # `map` function again (~15 ms of CPU on 2 cores); with it, fit keeps the first.
+    # `map` function again (CPU a tiny model's epoch notices); with it, fit keeps the first.
     history = model.fit(train, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch, callbacks=cbs,
                         steps_per_epoch=steps, verbose=verbose,
                         shuffle=False)  # the tf.data pipeline already shuffles with the run seed
