@@ -10,14 +10,12 @@ import difflib
 import importlib
 import inspect
 
+from trainer.errors import RegistryError
+
 VARIANTS = ("functional", "subclassed")
 KERAS_PACKAGE = "trainer"  # registered Keras name of a model class: "trainer>resnet"
 
 _REGISTRY: dict[str, type] = {}
-
-
-class RegistryError(ValueError):
-    """An unknown model, variant or knob. The message lists what exists."""
 
 
 def register(name: str):

@@ -9,12 +9,9 @@ import os
 import keras
 
 from trainer import signals
+from trainer.errors import NonFiniteLossError
 
 VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the message names the step."""
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

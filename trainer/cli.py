@@ -11,7 +11,6 @@ that keep code from running.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import re
@@ -20,6 +19,7 @@ import sys
 from omegaconf import OmegaConf
 
 from trainer.checks import MAX_SHOWN, folder_problem, shorten
+from trainer import errors
 from trainer.errors import ConfigError
 
 # The primary config of `python -m trainer` (trainer/__main__.py's @hydra.main); -cp/-cn change it.
@@ -588,24 +588,6 @@ def _multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-# A full disk, a quota, a file-size limit, a read-only mount, missing permissions.
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def _storage_error(err: BaseException) -> str | None:
-    """One line for a write that the disk refused, found anywhere in the exception's chain
-    (MLflow and Keras wrap the OSError they hit)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
-            where = f" {err.filename}" if err.filename else ""
-            return (f"could not write{where}: {err.strerror or err}. The run is recorded FAILED and the last"
-                    " checkpoint is kept: free space or fix permissions, then rerun the same command to resume")
-        err = err.__cause__ or err.__context__
-    return None
-
-
 def _basic_sweeper() -> bool:
     from hydra.core.hydra_config import HydraConfig
 
@@ -630,34 +612,20 @@ def run_job(cfg):
     try:
         metrics = train(cfg)
     except Exception as err:
-        # `models` loads TensorFlow, so it is not imported just to classify an error raised
-        # before it ever was (a tracking server that does not answer, say).
-        registry = sys.modules.get("models.registry")
-        resume = sys.modules.get("trainer.resume")
-        # Two identical jobs of one parallel sweep: the second is refused (trainer/resume.py), a
-        # job failure the sweep can go on without, not bad input that stops it.
-        duplicate = resume is not None and isinstance(err, resume.FolderInUse) and _multirun()
-        if (isinstance(err, ConfigError) and not (duplicate and cfg.sweep.continue_on_failure)) or (
-                registry is not None and isinstance(err, registry.RegistryError)):
-            if _full_error():
-                raise
-            fail(str(err))
-        storage = _storage_error(err)
-        if storage and not (_multirun() and cfg.sweep.continue_on_failure) and not _full_error():
-            fail(storage, code=1)
-        callbacks = sys.modules.get("trainer.callbacks")
-        if callbacks and isinstance(err, callbacks.NonFiniteLossError) and not _multirun() and not _full_error():
-            # Diverged training is an outcome to read, not a crash to debug: one line, run FAILED.
-            recorded = " The MLflow run is recorded FAILED." if cfg.tracking.enabled else ""
-            fail(f"training stopped: {err}.{recorded}", code=1)
-        # The job's run is already recorded FAILED with its traceback; one broken job of a sweep
-        # should not throw away the others unless sweep.continue_on_failure=false says so.
-        if not _multirun():
+        end = errors.ending(err, tracked=bool(cfg.tracking.enabled))
+        multirun = _multirun()
+        if multirun and cfg.sweep.continue_on_failure and end.sweep_goes_on:
+            return _job_failed(err)  # the job's run is already recorded FAILED with its traceback
+        if _full_error() and (end.bad_input or not multirun):
             raise
-        if not cfg.sweep.continue_on_failure:
-            fail(f"a job failed ({type(err).__name__}: {err}) and sweep.continue_on_failure=false stops the sweep;"
-                 " its MLflow run holds the traceback", code=1)
-        return _job_failed(err)
+        if end.bad_input:
+            fail(end.line, code=end.code)
+        if not multirun:
+            if end.line is None:
+                raise
+            fail(end.line, code=end.code)
+        fail(f"a job failed ({end.line or f'{type(err).__name__}: {err}'}) and sweep.continue_on_failure=false stops"
+             " the sweep; its MLflow run holds the traceback", code=1)
     if cfg.sweep.metric not in metrics:
         if _multirun():
             fail(f"sweep.metric must be one of the metrics the run reports: {', '.join(sorted(metrics))}."

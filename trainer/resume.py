@@ -27,7 +27,7 @@ import os
 import socket
 
 from trainer import checks
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, FolderInUse, ResumeError
 
 _VOLATILE = (("resume",), ("paths",), ("callbacks", "progress"))
 RECORD = "run.json"
@@ -39,21 +39,6 @@ _WRITTEN = (RECORD, CHECKPOINT, *_TEMPORARY)
 # What a folder may hold before its record exists (a run killed before recording it).
 _BEFORE_RECORD = (LOCK, RECORD + ".tmp")
 _SHOWN_NAMES = 3
-
-
-class FolderInUse(ConfigError):
-    """The same command is running in another process, which holds its checkpoint folder."""
-
-
-class ResumeError(ConfigError):
-    """A checkpoint exists but cannot be used; it is left untouched for the user to inspect."""
-
-    def __init__(self, directory: str, cause):
-        super().__init__(
-            f"cannot resume from the checkpoint in {directory} ({type(cause).__name__}: {str(cause).splitlines()[0]}"
-            f"). It was left untouched: delete it to start over, or set resume.enabled=false or another resume.dir."
-            f" Received: resume.dir={directory}"
-        )
 
 
 def identity(settings: dict) -> str:

@@ -8,7 +8,7 @@ import socket
 
 import filelock
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, DataUnavailable
 
 # TFDS serves prepared datasets from this mirror and most source files from Google storage too;
 # one TCP connect tells "offline" apart in seconds, where TFDS itself retries for ~3.5 minutes.
@@ -16,10 +16,6 @@ from trainer.errors import ConfigError
 _PROBE_HOST = ("storage.googleapis.com", 443)
 _PROBE_ENV = "TRAINER_NETWORK_PROBE"
 _PROBE_TIMEOUT_S = 3.0
-
-
-class DataUnavailable(ConfigError):
-    """The dataset is not prepared in the data dir and cannot be downloaded now."""
 
 
 def probe_address() -> tuple[str, int]:
