@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--only NAMES] [--out DIR] [--update-readme]`."""
+"""`python -m benchmarks [--quick] [--only NAMES] [--out DIR] [--update-docs]`."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default outputs/benchmarks/<UTC timestamp>)")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="copy the tables into README.md's benchmark blocks")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="copy the tables into the benchmark blocks of docs/*.md"
+                             " (docs/performance.md, docs/variants.md)")
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in args.only if name not in BENCHMARKS]
@@ -79,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         "sections": sections,
     }
     json_path, md_path = report.write(results, out)
-    if args.update_readme:
-        report.update_readme(results, REPO / "README.md")
+    if args.update_docs:
+        for path in report.update_docs(results, REPO / "docs"):
+            say(f"updated {path}")
     say(f"wrote {json_path}\nwrote {md_path}")
     print(md_path.read_text())
     return 1 if any(s.get("error") for s in sections) else 0

@@ -1,7 +1,7 @@
 """Write a session's results: results.json (every sample) and results.md (medians and ratios).
 
-results.md is the text README's "Performance" and "Functional or subclassed?" sections carry;
-`--update-readme` copies it between README's `<!-- benchmarks:NAME -->` markers.
+results.md is the text docs/performance.md and docs/variants.md carry; `--update-docs` copies it
+between the `<!-- benchmarks:NAME -->` markers of the docs/*.md files.
 """
 
 from __future__ import annotations
@@ -93,18 +93,31 @@ def write(results: dict, out: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def update_readme(results: dict, readme: Path) -> None:
-    """Replace README's marked blocks with this session's tables; other text is left alone."""
-    text = readme.read_text()
+def update_docs(results: dict, docs: Path) -> list[Path]:
+    """Replace the marked blocks in every docs/*.md file with this session's tables; other text is
+    left alone. A marker that no file holds is an error, and then no file is written."""
     names = [s["name"] for s in results["sections"]]
     blocks = {
         "performance": markdown(results, tuple(n for n in names if n != "variants")),
         "variants": markdown(results, ("variants",)),
     }
+    pages = {path: path.read_text() for path in sorted(docs.glob("*.md"))}
+    texts = dict(pages)
     for key, marker in MARKERS.items():
-        start = text.find(marker)
-        if start < 0:
-            raise SystemExit(f"README has no {marker} ... {END} block to update")
-        end = text.find(END, start)
-        text = text[: start + len(marker)] + "\n" + blocks[key] + "\n" + text[end:]
-    readme.write_text(text)
+        found = False
+        for path, text in texts.items():
+            start = text.find(marker)
+            while start >= 0:
+                end = text.find(END, start)
+                if end < 0:
+                    raise SystemExit(f"{path} has {marker} without its {END}")
+                text = text[: start + len(marker)] + "\n" + blocks[key] + "\n" + text[end:]
+                found = True
+                start = text.find(marker, text.find(END, start))
+            texts[path] = text
+        if not found:
+            raise SystemExit(f"no {docs}/*.md file has a {marker} ... {END} block to update")
+    changed = [path for path, text in texts.items() if text != pages[path]]
+    for path in changed:
+        path.write_text(texts[path])
+    return changed

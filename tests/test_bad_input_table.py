@@ -1,4 +1,4 @@
-"""README's "Rejected input" table, checked row by row through the real CLI.
+"""The "Rejected input" tables of docs/rejected-input.md, checked row by row through the real CLI.
 
 Each row's command runs as `python -m trainer ...` in a fresh project root; it must exit 2 and
 print exactly the row's line. Rows in the first table must be answered before TensorFlow is
@@ -46,7 +46,7 @@ def _cells(line: str) -> list[str]:
 
 def rows() -> list[tuple[str, str, bool]]:
     """(arguments after `python -m trainer`, expected line, answered before TensorFlow) per row."""
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "rejected-input.md").read_text()
     section = text.split("\n## Rejected input\n", 1)[1].split("\n## ", 1)[0]
     found, before_tf = [], True
     for line in section.splitlines():

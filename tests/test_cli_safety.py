@@ -1,8 +1,9 @@
 """The command line runs no code it was not meant to, reads its flags as Hydra does, checks the
 config that will run, and lets a sweep's bad sampled value fail one trial, not the study.
 
-Cheap one-line refusals are rows of README's "Rejected input" table (tests/test_bad_input_table.py);
-these are the behaviours a row cannot show: what did not run, what was accepted, what a sweep did.
+Cheap one-line refusals are rows of the "Rejected input" table in docs/rejected-input.md
+(tests/test_bad_input_table.py); these are the behaviours a row cannot show: what did not run, what
+was accepted, what a sweep did.
 """
 
 from __future__ import annotations

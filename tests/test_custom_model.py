@@ -1,6 +1,6 @@
-"""The README's "add your own model" recipe, followed literally: one Python file and one YAML file
-outside this package, trained through the real command line, logged to MLflow, served from a
-fresh process that has never seen the user's folder."""
+"""The "add your own model" recipe of docs/models-and-serving.md, followed literally: one Python
+file and one YAML file outside this package, trained through the real command line, logged to
+MLflow, served from a fresh process that has never seen the user's folder."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ if os.environ.get("CI"):
 # No shrinking: on this 2-core machine a shrink can take minutes; the failing example is printed as found.
 _PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
 # Keys whose values name files, servers or modules: random values there would write or import
-# things; each is covered by its own row in the README's rejected-input table instead.
+# things; each is covered by its own row in the rejected-input table (docs/rejected-input.md)
+# instead.
 _SIDE_EFFECT_KEYS = ("paths.", "tracking.uri", "tracking.artifact_location", "data.data_dir", "model.module",
                      "resume.dir")
 # What the fallback line of trainer.cli says when a check crashed instead of answering.

@@ -2,8 +2,8 @@
 `seed` fits numpy, tracking paths are checked before anything is written, unknown top-level keys
 are config keys, and a message never echoes more than a few hundred characters of a value.
 
-In-process (a composition costs milliseconds); README's rejected-input table runs the same
-inputs through the real CLI.
+In-process (a composition costs milliseconds); the rejected-input table (docs/rejected-input.md)
+runs the same inputs through the real CLI.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def _probe_server(uri: str) -> None:
         if err.code in (401, 403):
             raise ConfigError(
                 f"tracking.uri must be a tracking server that accepts your credentials (MLFLOW_TRACKING_USERNAME and"
-                f" MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN; see README, Teams); it answered"
+                f" MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN; see docs/teams.md); it answered"
                 f" {err.code} {_one_line(err.reason)} {who}. Received: tracking.uri={shown}"
             ) from None
         raise _unreachable(f"HTTP {err.code} {err.reason}", shown) from None
@@ -169,7 +169,7 @@ def _timeout() -> float:
 def _unreachable(reason, shown: str) -> ConfigError:
     return ConfigError(
         f"tracking.uri must be a reachable MLflow tracking server (start one with `mlflow server`;"
-        f" see README, Teams); it did not answer: {_one_line(reason)}. Received: tracking.uri={shown}"
+        f" see docs/teams.md); it did not answer: {_one_line(reason)}. Received: tracking.uri={shown}"
     )
 
 

@@ -237,7 +237,7 @@ class Tracker:
         for future, _ in in_flight:
             future.result()
 
-    # Every text that leaves for MLflow is masked by trainer.secrets first (README, Security).
+    # Every text that leaves for MLflow is masked by trainer.secrets first (docs/security.md).
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, secrets.redact_text(text), artifact_file)
 
