@@ -10,9 +10,9 @@ import difflib
 import importlib
 import inspect
 
+from trainer.choices import VARIANTS
 from trainer.errors import RegistryError
 
-VARIANTS = ("functional", "subclassed")
 KERAS_PACKAGE = "trainer"  # registered Keras name of a model class: "trainer>resnet"
 
 _REGISTRY: dict[str, type] = {}

@@ -9,9 +9,9 @@ import os
 import keras
 
 from trainer import signals
+from trainer.choices import PROGRESS
 from trainer.errors import NonFiniteLossError
 
-VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -50,7 +50,7 @@ class RaiseLostSignal(keras.callbacks.Callback):
 
 
 def verbosity(progress: str) -> int:
-    return VERBOSITY[progress]
+    return PROGRESS[progress]
 
 
 def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list) -> list[keras.callbacks.Callback]:

@@ -6,13 +6,8 @@ from __future__ import annotations
 import keras
 
 from trainer import metrics as metric_names
+from trainer.choices import OPTIMIZERS, SCHEDULES
 
-_OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "sgd": keras.optimizers.SGD,
-    "rmsprop": keras.optimizers.RMSprop,
-}
 
 
 def build_loss() -> keras.losses.Loss:
@@ -44,8 +39,7 @@ def build_schedule(schedule: dict, *, learning_rate: float, steps_per_epoch: int
             learning_rate, decay_steps=steps_per_epoch, decay_rate=schedule["decay_rate"],
             staircase=schedule["staircase"],
         )
-    raise ValueError(f"schedule.name must be one of constant, cosine, exponential, reduce_on_plateau."
-                     f" Received: schedule.name={name}")
+    raise ValueError(f"schedule.name must be one of {', '.join(SCHEDULES)}. Received: schedule.name={name}")
 
 
 def build_optimizer(optimizer: dict, schedule: dict, *, steps_per_epoch: int, epochs: int,
@@ -55,11 +49,11 @@ def build_optimizer(optimizer: dict, schedule: dict, *, steps_per_epoch: int, ep
     # accepts as numbers but Keras's optimizers refuse ("should be float").
     options = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in optimizer.items()}
     name = options.pop("name")
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"optimizer.name must be one of {', '.join(sorted(_OPTIMIZERS))}. Received: optimizer.name={name}")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}. Received: optimizer.name={name}")
     options["learning_rate"] = build_schedule(schedule, learning_rate=options["learning_rate"],
                                               steps_per_epoch=steps_per_epoch, epochs=epochs)
-    built = _OPTIMIZERS[name](**options)
+    built = getattr(keras.optimizers, OPTIMIZERS[name])(**options)
     if precision == "mixed_float16":
         # float16 gradients underflow without loss scaling; Model.compile would add this wrapper
         # itself, so adding it here gives the custom loop exactly what fit gets.

@@ -16,7 +16,7 @@ from importlib.resources import files
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from trainer import checks, loop_config, resume
+from trainer import checks, choices, loop_config, resume
 from trainer.data import settings as data_settings
 from trainer.errors import ConfigError
 
@@ -285,7 +285,7 @@ def validate(cfg: DictConfig) -> dict:
     checks.int_at_least("epochs", cfg.epochs, 1)
     checks.int_at_least("batch_size", cfg.batch_size, 1)
     checks.int_in("seed", cfg.seed, 0, MAX_SEED)
-    checks.one_of("model.variant", cfg.model.variant, ("functional", "subclassed"))
+    checks.one_of("model.variant", cfg.model.variant, choices.VARIANTS)
     loop_config.check(cfg)
     data_settings.check(cfg.data)
     _check_model_module(cfg.model.module)

@@ -6,6 +6,7 @@ import re
 
 import tensorflow as tf
 
+from trainer.choices import STRATEGIES
 from trainer.errors import ConfigError
 from trainer.loop_config import check_batch_divides, check_jit_compile, check_steps_per_execution
 
@@ -67,7 +68,7 @@ def build(strategy: dict, *, batch_size: int, loop: dict) -> tf.distribute.Strat
         # Reads TF_CONFIG; blocks until every worker of the cluster has started.
         built = KerasMultiWorkerStrategy()
     else:
-        raise ValueError(f"strategy.name must be one of default, mirrored, multi_worker. Received: strategy.name={name}")
+        raise ValueError(f"strategy.name must be one of {', '.join(STRATEGIES)}. Received: strategy.name={name}")
     check_batch_divides(batch_size, built.num_replicas_in_sync, f"strategy={name} on this machine")
     check_steps_per_execution(loop["name"], loop["steps_per_execution"], built.num_replicas_in_sync, name)
     if built.num_replicas_in_sync > 1:  # the default strategy has no worker_devices to ask

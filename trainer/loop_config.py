@@ -9,14 +9,9 @@ import os
 from omegaconf import DictConfig, ListConfig
 
 from trainer import checks
+from trainer.choices import LOOPS, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, STRATEGIES
 from trainer.errors import ConfigError
 
-LOOPS = ("fit", "custom")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "exponential", "reduce_on_plateau")
-STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-PROGRESS = ("bar", "epoch", "none")
 # What both loops report each epoch (trainer/compile.py names the metrics; a test keeps them equal).
 MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
 

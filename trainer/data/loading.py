@@ -4,9 +4,11 @@ batches plus everything the model and the tracker need to know about them."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import tensorflow as tf
 
+from trainer.choices import SOURCES
 from trainer.data import pipeline
 from trainer.data.source import SPLITS, Source
 from trainer.errors import ConfigError
@@ -45,15 +47,10 @@ class Dataset:
 
 
 def _open(source: str, args: dict) -> Source:
-    if source == "tfds":
-        from trainer.data import tfds_source
-
-        return tfds_source.open_source(**args)
-    if source == "image_folder":
-        from trainer.data import image_folder
-
-        return image_folder.open_source(**args)
-    raise ConfigError(f"data.source must be one of tfds, image_folder. Received: data.source={source}")
+    if source not in SOURCES:
+        raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}. Received: data.source={source}")
+    # Imported by name: a run reads one source, and TFDS costs seconds to import.
+    return importlib.import_module(SOURCES[source]).open_source(**args)
 
 
 def load(*, source: str, batch_size: int, seed: int, cache, shuffle_buffer: int, augment: dict,

@@ -8,9 +8,8 @@ import os
 from omegaconf import ListConfig
 
 from trainer import checks
+from trainer.choices import SOURCES
 from trainer.data import folders
-
-SOURCES = ("tfds", "image_folder")
 
 
 def _optional_text(key: str, value) -> None:
