@@ -55,7 +55,7 @@ def run(session) -> dict:
     s = session.sizes
     overrides = ("model=dynamic", "depth=4", f"width={s.compute_width}", f"batch_size={s.compute_batch}",
                  "loop=fit", f"epochs={s.compute_epochs}")
-    from trainer.config import validate
+    from trainer.config.validate import validate
 
     knobs = validate(session.compose(*overrides))["model"]["knobs"]
     per_example = _model_flops(session, knobs)

@@ -83,7 +83,7 @@ class Session:
     # -- setup --------------------------------------------------------------------------
     def prepare(self) -> None:
         """Prepare digits once, so no timed run pays for it."""
-        from trainer import resolvers
+        from trainer.cli import resolvers
 
         resolvers.register()
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -16,7 +16,7 @@ from benchmarks.results import alternate, compare, median, say, section
 
 def _knobs(session, name: str) -> dict:
     """The model's default knobs as the framework hands them to the builder (plain values)."""
-    from trainer.config import validate
+    from trainer.config.validate import validate
 
     return validate(session.compose(f"model={name}"))["model"]["knobs"]
 

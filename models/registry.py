@@ -10,7 +10,7 @@ import difflib
 import importlib
 import inspect
 
-from trainer.choices import VARIANTS
+from trainer.config.choices import VARIANTS
 from trainer.errors import RegistryError
 
 KERAS_PACKAGE = "trainer"  # registered Keras name of a model class: "trainer>resnet"

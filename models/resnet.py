@@ -17,7 +17,7 @@ class Resnet(Net):
     def make_blocks(num_classes, *, stages, widths, depth, dropout, activation, l2):
         widths = list(widths)
         if len(widths) != stages:
-            # Also checked in trainer/config.py before TensorFlow loads; this is for Python callers.
+            # Also checked in trainer/config/validate.py before TensorFlow loads; this is for Python callers.
             raise RegistryError(
                 f"widths must list one width per stage ({stages} integers, since stages={stages})."
                 f" Received: widths={widths}"

@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from trainer import resolvers
+from trainer.cli import resolvers
 
 resolvers.register()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

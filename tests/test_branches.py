@@ -17,7 +17,7 @@ from PIL import Image
 from tests.conftest import without_tensorflow
 from tests.helpers import run_cfg, runs  # noqa: F401  (runs: a fixture)
 from tests.test_data_folder import _compose, make_folder
-from trainer.config import validate
+from trainer.config.validate import validate
 from trainer.train import train
 
 TINY = ("model=mlp", "width=8", "tracking=none")
@@ -42,7 +42,7 @@ def test_adamw_and_rmsprop_are_built_as_configured_and_train(make_cfg, runs, nam
 def test_integer_hyperparameters_build_the_optimizer_they_name(make_cfg):
     """`optimizer.learning_rate=1` and `optimizer.momentum=0` are valid numbers on the command
     line; Keras's optimizers take only floats, so the builder must not hand them the ints."""
-    from trainer import compile as compile_
+    from trainer.loops import compile as compile_
 
     settings = validate(make_cfg("optimizer=sgd", "optimizer.learning_rate=1", "optimizer.momentum=0"))
     assert settings["optimizer"]["learning_rate"] == 1 and settings["optimizer"]["momentum"] == 0
@@ -118,7 +118,7 @@ def test_hydra_full_error_shows_the_traceback_instead_of_one_line(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback (most recent call last):" in result.stderr
-    assert "trainer/config.py" in result.stderr  # where the check raised, which the one line never shows
+    assert "trainer/config/validate.py" in result.stderr  # where the check raised, which the one line never shows
     assert result.stderr.strip().splitlines()[-1] == (
         "trainer.errors.ConfigError: depth must be an integer >= 1. Received: depth=0")
     assert not (tmp_path / "outputs" / "mlflow.db").exists()

@@ -1,4 +1,4 @@
-"""The resume checkpoint (trainer/checkpoint.py) in process: it restores exactly what it saved,
+"""The resume checkpoint (trainer/run/checkpoint.py) in process: it restores exactly what it saved,
 keeps the metrics the store had not confirmed so a resumed run can replay them without
 duplicates, refuses a checkpoint of another model, and a failed write keeps the previous one."""
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from trainer import checkpoint, resume, tracking
+from trainer.run import checkpoint, resume
+from trainer.tracking import tracker as tracking
 
 
 def _model_and_optimizer(width: int = 4):

@@ -1,4 +1,4 @@
-"""trainer/choices.py is the one list of each choice: every option file in conf/ names a declared
+"""trainer/config/choices.py is the one list of each choice: every option file in conf/ names a declared
 choice, every declared choice has its option file, and the builder builds each one, so the
 validator (which checks against the same lists) accepts nothing the builders cannot make."""
 
@@ -12,8 +12,10 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from tests.conftest import REPO
-from trainer import callbacks, choices, compile, loops
-from trainer.config import validate
+from trainer.loops import callbacks, compile
+from trainer.config import choices
+from trainer import loops
+from trainer.config.validate import validate
 
 GROUPS = {"loop": choices.LOOPS, "optimizer": choices.OPTIMIZERS, "schedule": choices.SCHEDULES,
           "strategy": choices.STRATEGIES}

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, tracking_uri
-from trainer import hydra_guard
+from trainer.cli import hydra_guard
 
 EVIL_EXPERIMENT = """# @package _global_
 hydra:
@@ -39,7 +39,7 @@ def test_a_target_built_by_interpolation_in_the_hydra_node_runs_nothing(cli, tmp
     assert result.stderr.strip().splitlines() == [
         "error: hydra.callbacks.evil._target_ cannot name code to run (it names os.makedirs): a config may name"
         " only what trainer's own conf/ and the configs of Hydra and its installed plugins name"
-        " (trainer.sweep.MlflowSweep, Hydra's launchers, sweepers and Optuna samplers, the logging handlers)."
+        " (trainer.tracking.sweep.MlflowSweep, Hydra's launchers, sweepers and Optuna samplers, the logging handlers)."
         " Received: hydra.callbacks.evil._target_=os.makedirs"]
     assert not marker.exists()
     assert not (tmp_path / "outputs").exists()
@@ -129,7 +129,7 @@ def test_the_allowed_hydra_settings_are_fields_of_the_installed_plugins_configs(
 
 
 def test_trainers_own_conf_never_sets_hydra_mode():
-    # trainer/cli.py skips asking Hydra for the mode (a composition) when only conf/ is read.
+    # trainer/cli/command.py skips asking Hydra for the mode (a composition) when only conf/ is read.
     from omegaconf import OmegaConf
 
     files = list((REPO / "conf").rglob("*.yaml"))

@@ -47,7 +47,7 @@ def test_eight_parallel_jobs_lose_nothing(cli, tmp_path, request, store):
 _STARTS_ON_A_NEW_STORE = """
 import pathlib, sys, time
 from mlflow.tracking import MlflowClient
-from trainer import store
+from trainer.tracking import store
 folder, uri, me = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 (folder / f"ready-{me}").touch()
 while not (folder / "go").exists():

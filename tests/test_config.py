@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.config import ACTIVATIONS, validate
+from trainer.config.validate import ACTIVATIONS, validate
 from trainer.errors import ConfigError
 
 

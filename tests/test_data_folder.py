@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from tests.conftest import tracking_uri
-from trainer.config import validate
+from trainer.config.validate import validate
 from trainer.errors import ConfigError
 
 CLASSES = ("cat", "dog", "fox")
@@ -166,7 +166,7 @@ def test_bad_data_values_name_key_and_allowed(tmp_path, override, expected):
 
 
 def test_folder_checks_do_not_import_tensorflow(tmp_path):
-    code = ("import sys; from trainer.config import validate; from tests.test_data_folder import _compose;"
+    code = ("import sys; from trainer.config.validate import validate; from tests.test_data_folder import _compose;"
             f"\ntry: validate(_compose('data=image_folder', 'data.path={tmp_path}/nope'))"
             "\nexcept Exception as e: print(type(e).__name__)"
             "\nprint('tensorflow' in sys.modules)")

@@ -42,7 +42,7 @@ def test_batch_not_divisible_by_replicas_is_explained(cli):
 
 
 def test_fit_with_several_steps_per_call_is_rejected_under_two_replicas(cli):
-    # Keras 3.15's fit fails at its first step here (trainer/loop_config.py); found before TensorFlow.
+    # Keras 3.15's fit fails at its first step here (trainer/config/training.py); found before TensorFlow.
     result = cli(*ARGS, "strategy=mirrored", "strategy.devices=[/cpu:0,/cpu:1]", "loop.steps_per_execution=4")
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: loop.steps_per_execution must be 1 for loop=fit with more than one replica"

@@ -205,7 +205,7 @@ def test_full_disk_is_one_line_run_failed_and_checkpoint_kept(tmp_path, tfds_dir
                               f"tracking.artifact_location={artifacts}/store")
         refused = errno.ENOSPC
     else:
-        from trainer.store import prepare_store
+        from trainer.tracking.store import prepare_store
 
         prepare_store(tracking_uri(tmp_path))  # made without the limit: this test is about the run's own writes
         result = _cli_limited(tmp_path, tfds_dir, *_WIDE_MLP, preexec=_limit_file_size)

@@ -33,8 +33,8 @@ def test_the_contract_fails_when_a_fast_path_module_imports_keras(tmp_path):
     for name in ("trainer", "models", "conf"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    checks = tmp_path / "trainer" / "checks.py"
+    checks = tmp_path / "trainer" / "config" / "checks.py"
     checks.write_text(checks.read_text() + "\n\ndef _late():\n    import keras  # noqa: F401\n")
     result = _lint(tmp_path, PYTHONPATH=str(tmp_path))
     assert result.returncode != 0, result.stdout
-    assert "trainer.checks is not allowed to import keras" in result.stdout
+    assert "trainer.config.checks is not allowed to import keras" in result.stdout

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer import loop_config
-from trainer.config import validate
+from trainer.config import training as loop_config
+from trainer.config.validate import validate
 from trainer.errors import ConfigError
 
 
@@ -64,7 +64,7 @@ def test_every_option_of_the_new_groups_validates(make_cfg):
 
 
 def test_monitors_are_the_metrics_the_loops_report():
-    from trainer import compile as compile_
+    from trainer.loops import compile as compile_
 
     names = ["loss", *(m.name for m in compile_.build_metrics())]
     assert set(loop_config.MONITORS) == {*names, *(f"val_{n}" for n in names)}

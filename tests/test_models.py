@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import models
-from trainer.config import validate
+from trainer.config.validate import validate
 from trainer.errors import ConfigError
 
 INPUT_SHAPE = (8, 8, 1)
@@ -158,7 +158,7 @@ def test_register_rejects_a_second_class_under_a_taken_name():
 
 
 def test_subclassed_summary_shows_shapes_and_parameter_counts():
-    from trainer.export import summary_text
+    from trainer.tracking.export import summary_text
 
     _, subclassed, _ = build_pair("resnet", "tiny")
     text = summary_text(subclassed)
@@ -166,7 +166,7 @@ def test_subclassed_summary_shows_shapes_and_parameter_counts():
     assert "(None, 4, 4, 8)" in text and f"Total params: {subclassed.count_params():,}" in text
 
 
-# -- bad knob values, caught before TensorFlow is needed (trainer/config.py) ----------------
+# -- bad knob values, caught before TensorFlow is needed (trainer/config/validate.py) ----------------
 
 @pytest.mark.parametrize(
     "overrides, expected",

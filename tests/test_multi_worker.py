@@ -20,7 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer.config import validate
+from trainer.config.validate import validate
 
 ARGS = ("strategy=multi_worker", "model=mlp", "width=16", "epochs=1", "batch_size=64")
 LOOPS = ("fit", "custom")
@@ -183,7 +183,7 @@ def test_killed_cluster_resumes_on_every_worker(tmp_path, tfds_dir):
     continues from it on both (worker 1 reads the chief's folder), into the same MLflow run."""
     import signal
 
-    from trainer import checkpoint
+    from trainer.run import checkpoint
 
     args = (*ARGS[:-2], "epochs=4", "batch_size=16", "loop=fit", "resume.every_seconds=0")
     _prepare_digits(tmp_path, tfds_dir)

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from trainer import resolvers
-from trainer.cli import preflight
-from trainer.config import validate
+from trainer.cli import resolvers
+from trainer.cli.command import preflight
+from trainer.config.validate import validate
 
 resolvers.register()
 
@@ -38,7 +38,7 @@ _PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
 # instead.
 _SIDE_EFFECT_KEYS = ("paths.", "tracking.uri", "tracking.artifact_location", "data.data_dir", "model.module",
                      "resume.dir")
-# What the fallback line of trainer.cli says when a check crashed instead of answering.
+# What the fallback line of trainer.cli.command says when a check crashed instead of answering.
 _CRASHED = "the config could not be checked"
 
 
@@ -154,7 +154,7 @@ def test_random_sweeps_are_accepted_or_answered_in_one_line(argv, sweep):
 
 
 def _knob_value(name: str):
-    """Valid values for the knobs the built-in models share (trainer/config.py's rules), small
+    """Valid values for the knobs the built-in models share (trainer/config/validate.py's rules), small
     enough to build in milliseconds."""
     return {
         "depth": st.integers(1, 3),

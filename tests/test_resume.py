@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer import checkpoint
+from trainer.run import checkpoint
 from trainer.train import train
 
 # Dropout on, so the layers' RNG state must survive the kill too; small batches so that an
@@ -83,8 +83,8 @@ def test_killed_run_resumes_into_the_same_run_and_weights(make_cfg, tmp_path, tf
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_corrupt_checkpoint_is_one_clear_error_and_left_untouched(make_cfg, tmp_path, loop):
-    from trainer import resume
-    from trainer.config import validate
+    from trainer.run import resume
+    from trainer.config.validate import validate
 
     cfg = make_cfg("model=mlp", "width=8", f"loop={loop}")
     directory = Path(resume.plan(validate(cfg)).directory)
@@ -99,8 +99,8 @@ def test_corrupt_checkpoint_is_one_clear_error_and_left_untouched(make_cfg, tmp_
 
 
 def test_bad_run_record_fails_before_any_run(make_cfg, tmp_path):
-    from trainer import resume
-    from trainer.config import validate
+    from trainer.run import resume
+    from trainer.config.validate import validate
 
     cfg = make_cfg("model=mlp", "width=8")
     directory = Path(resume.plan(validate(cfg)).directory)
@@ -114,8 +114,8 @@ def test_bad_run_record_fails_before_any_run(make_cfg, tmp_path):
 
 
 def test_checkpoint_folder_is_the_same_for_the_same_command(make_cfg):
-    from trainer import resume
-    from trainer.config import validate
+    from trainer.run import resume
+    from trainer.config.validate import validate
 
     first = validate(make_cfg("model=mlp", "width=8"))
     again = validate(make_cfg("model=mlp", "width=8", "callbacks.progress=bar", "resume.every_seconds=5"))
@@ -132,7 +132,7 @@ def test_a_run_killed_before_its_first_checkpoint_retrains_in_the_same_run_one_v
     its values instead of getting a second one (per-epoch metrics and the global step/* ones)."""
     import keras
 
-    from trainer import callbacks as callbacks_lib
+    from trainer.loops import callbacks as callbacks_lib
 
     args = ("model=mlp", "width=8", "epochs=3", "resume.every_seconds=3600", "tracking.log_every_n_steps=7")
 
@@ -164,8 +164,8 @@ def test_a_run_killed_before_its_first_checkpoint_retrains_in_the_same_run_one_v
 
 
 def test_the_same_command_while_it_runs_is_refused_in_one_line_and_touches_nothing(make_cfg, tmp_path):
-    from trainer import resume
-    from trainer.config import validate
+    from trainer.run import resume
+    from trainer.config.validate import validate
     from trainer.errors import ConfigError
 
     cfg = make_cfg("model=mlp", "width=8", "epochs=1")
@@ -188,8 +188,8 @@ def test_the_same_command_while_it_runs_is_refused_in_one_line_and_touches_nothi
 
 def test_a_finished_run_removes_only_what_trainer_made(make_cfg, tmp_path):
     """The files trainer wrote go; the folder goes only if trainer made it (and nothing else is in it)."""
-    from trainer import resume
-    from trainer.config import validate
+    from trainer.run import resume
+    from trainer.config.validate import validate
 
     settings = validate(make_cfg("model=mlp", "width=8"))
     existing, new = tmp_path / "existing", tmp_path / "new" / "checkpoints"

@@ -16,7 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, tracking_uri, without_tensorflow
-from trainer import checkpoint, stale
+from trainer.run import checkpoint
+from trainer.tracking import stale
 
 FAULTS = str(REPO / "tests" / "faults")
 RUN = ("model=mlp", "width=8", "epochs=2", "resume.every_seconds=0", "callbacks.progress=epoch")
@@ -136,7 +137,7 @@ def test_a_users_folder_is_used_emptied_of_only_trainers_files_and_never_given_t
 
 
 @pytest.mark.parametrize("full_disk_in", [
-    "trainer.resume:Resume.record_run",             # the resume record, right after the run is created
+    "trainer.run.resume:Resume.record_run",             # the resume record, right after the run is created
     "mlflow.tracking.client:MlflowClient.log_batch",  # the new run's params
 ])
 def test_a_run_that_cannot_record_itself_ends_failed(cli, tmp_path, full_disk_in):

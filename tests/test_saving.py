@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 import models
 from tests.conftest import REPO, tracking_uri
 from tests.test_models import INPUT_SHAPE, NUM_CLASSES, knob_values
-from trainer import export
+from trainer.tracking import export
 
 FRESH_PROCESS = textwrap.dedent(
     """

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from packaging.requirements import Requirement
 
 from tests.conftest import REPO, tracking_uri
-from trainer import secrets
+from trainer.tracking import secrets
 
 ENV_SECRET = "s3cr3t-env-value-9731"
 TYPED_SECRET = "typed-literal-4422"
@@ -71,7 +71,7 @@ def test_a_run_logs_no_secret_in_params_tags_or_artifacts(cli, tmp_path):
 @pytest.mark.parametrize("override", ["+hydra.callbacks.x._target_=os.system", "+model._target_=os.system",
                                       "+optimizer.schedule={_target_:builtins.eval}"])
 def test_target_overrides_are_rejected(override):
-    from trainer.cli import preflight
+    from trainer.cli.command import preflight
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
@@ -130,7 +130,7 @@ def test_what_the_project_starts_or_prints_binds_localhost():
 
 
 def test_the_printed_review_command_binds_localhost():
-    from trainer.tracking import Tracker
+    from trainer.tracking.tracker import Tracker
 
     assert "--host 127.0.0.1" in Tracker.ui_command(type("T", (), {"uri": "sqlite:///x.db"})())
 

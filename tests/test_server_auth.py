@@ -167,7 +167,7 @@ def tls_server(tmp_path_factory):
 
 
 def test_the_probe_uses_mlflow_tls_and_token_settings(tls_server, monkeypatch):
-    from trainer import store
+    from trainer.tracking import store
     from trainer.errors import ConfigError
 
     uri, server_cert, client_pem = tls_server
@@ -202,7 +202,7 @@ def test_a_password_in_the_uri_is_not_printed_when_a_run_ends(auth_server, tmp_p
     """MLflow's client prints a link to every run it ends on a server: with the tracking URI in it."""
     quoted = urllib.parse.quote(PASSWORD, safe="")
     uri = auth_server.replace("://", f"://{USER}:{quoted}@")
-    code = ("import sys; from trainer import store; from mlflow.tracking import MlflowClient\n"
+    code = ("import sys; from trainer.tracking import store; from mlflow.tracking import MlflowClient\n"
             "store.prepare_store(sys.argv[1]); client = MlflowClient(sys.argv[1])\n"
             "run = client.create_run(client.create_experiment('uri-credentials'))\n"
             "client.set_terminated(run.info.run_id)\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer import provenance, secrets
+from trainer.tracking import provenance, secrets
 
 ENV_SECRET = "env-token-5150aa"
 TYPED_SECRET = "typed-key-8812bb"

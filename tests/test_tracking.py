@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer import store, tracking
-from trainer.config import validate
+from trainer.tracking import store, tracker as tracking
+from trainer.config.validate import validate
 from trainer.errors import ConfigError
 from trainer.train import train
 
@@ -55,7 +55,7 @@ def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
     assert {"model", "variant", "loop", "dataset", "git.commit", "git.dirty", "command"} <= set(tags)
     assert tags["model"] == "dynamic" and tags["dataset"] == "digits"
     # The commit of the code that ran (this checkout), whatever folder the outputs go to.
-    from trainer.provenance import code_root, git_state
+    from trainer.tracking.provenance import code_root, git_state
 
     assert (tags["git.commit"], tags["git.dirty"]) == git_state(code_root())
     assert tags["registered_model"] == "digits-classifier v1"
@@ -84,7 +84,7 @@ def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
 
 
 def test_failure_after_an_epoch_keeps_its_metrics(make_cfg, tmp_path, monkeypatch):
-    from trainer import artifacts
+    from trainer.tracking import artifacts
 
     def broken(*args, **kwargs):
         raise RuntimeError("plotting exploded")
@@ -155,7 +155,7 @@ def test_bad_tracking_and_sweep_settings_are_one_line(make_cfg, override, expect
 
 
 def test_git_state_is_unknown_outside_a_checkout(tmp_path):
-    from trainer.provenance import git_state
+    from trainer.tracking.provenance import git_state
 
     assert git_state(str(tmp_path)) == ("unknown", "unknown")  # no crash, an honest tag
 

@@ -1,4 +1,4 @@
-"""The value and path checks of trainer/checks.py and trainer/config.py: every number is finite,
+"""The value and path checks of trainer/config/checks.py and trainer/config/validate.py: every number is finite,
 `seed` fits numpy, tracking paths are checked before anything is written, unknown top-level keys
 are config keys, and a message never echoes more than a few hundred characters of a value.
 
@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from trainer import checks
-from trainer.config import MAX_SEED, validate
+from trainer.config import checks
+from trainer.config.validate import MAX_SEED, validate
 from trainer.errors import ConfigError
 
 from tests.conftest import REPO
@@ -174,7 +174,7 @@ def test_sqlite_uri_must_name_a_database_or_a_new_file(make_cfg, tmp_path):
 
 
 def test_valid_sqlite_stores_are_accepted(make_cfg, tmp_path, monkeypatch):
-    from trainer import store
+    from trainer.tracking import store
 
     fresh = tmp_path / "not" / "yet" / "there" / "mlflow.db"
     empty = tmp_path / "empty.db"

@@ -1,6 +1,6 @@
 """`python -m trainer ...`: check the command line, then hand the config to `train`.
 
-Kept thin on purpose: Hydra composes, `trainer.cli` reports bad input in one line before
+Kept thin on purpose: Hydra composes, `trainer.cli.command` reports bad input in one line before
 TensorFlow is imported, `trainer.train.train` does the work.
 """
 
@@ -20,27 +20,29 @@ if (_CHECKOUT / "pyproject.toml").is_file() and sys.path[:1] != [str(_CHECKOUT)]
 import hydra  # noqa: E402  (after the path fix above)
 from omegaconf import DictConfig  # noqa: E402
 
-from trainer import cli, resolvers, signals, sweep  # noqa: E402
+from trainer.cli import command, resolvers  # noqa: E402
+from trainer.run import signals  # noqa: E402
+from trainer.tracking import sweep  # noqa: E402
 
 resolvers.register()
 
 
-@hydra.main(config_path=cli.CONFIG_PATH, config_name=cli.CONFIG_NAME, version_base="1.3")
+@hydra.main(config_path=command.CONFIG_PATH, config_name=command.CONFIG_NAME, version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    return cli.run_job(cfg)
+    return command.run_job(cfg)
 
 
 def main() -> None:
-    cli.preflight(task_function=_hydra_main)
+    command.preflight(task_function=_hydra_main)
     try:
         _hydra_main()
     except signals.Terminated as err:  # the run is already recorded KILLED
-        cli.fail(f"stopped: {err}; the MLflow run is recorded KILLED", code=128 + signal.SIGTERM)
+        command.fail(f"stopped: {err}; the MLflow run is recorded KILLED", code=128 + signal.SIGTERM)
     except KeyboardInterrupt:  # Ctrl-C: the same ending, not a traceback from wherever Python was
-        cli.fail("stopped: interrupted (Ctrl-C); the MLflow run is recorded KILLED", code=128 + signal.SIGINT)
+        command.fail("stopped: interrupted (Ctrl-C); the MLflow run is recorded KILLED", code=128 + signal.SIGINT)
     if sweep.failed_jobs:  # every job ran; say so in the exit code when some did not finish
-        cli.fail(f"{len(sweep.failed_jobs)} job(s) of the sweep did not finish: {', '.join(sweep.failed_jobs)}"
-                 " (each one's traceback is in its MLflow run, or in its job_failed.txt when it has none)", code=1)
+        command.fail(f"{len(sweep.failed_jobs)} job(s) of the sweep did not finish: {', '.join(sweep.failed_jobs)}"
+                     " (each one's traceback is in its MLflow run, or in its job_failed.txt when it has none)", code=1)
 
 
 if __name__ == "__main__":

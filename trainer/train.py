@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import resume
-from trainer.config import validate
-from trainer.store import prepare_store
+from trainer.run import resume
+from trainer.config.validate import validate
+from trainer.tracking.store import prepare_store
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,11 @@ def train(cfg: DictConfig) -> dict:
     try:
         # The TensorFlow boundary: everything below imports TensorFlow, Keras or MLflow.
         import models
-        from trainer import artifacts, distribute, export, loops, provenance, runtime, signals, tracking
-        from trainer import callbacks as callbacks_lib
-        from trainer import compile as compile_
+        from trainer.tracking import artifacts, export, provenance, tracker as tracking
+        from trainer.run import distribute, runtime, signals
+        from trainer import loops
+        from trainer.loops import callbacks as callbacks_lib
+        from trainer.loops import compile as compile_
         from trainer import data as data_lib
 
         _reset_global_state()
@@ -158,7 +160,7 @@ def _ends_run(tracker, run_dir: str):
     or SIGTERM, FAILED (with the traceback) on any other exception, which goes on to the command
     line (trainer/errors.py says how it ends the command). A failure while the new run records
     itself (its params, the resume record on a full disk) is inside the block too."""
-    from trainer import artifacts, tracking
+    from trainer.tracking import artifacts, tracker as tracking
 
     try:
         yield
@@ -181,7 +183,7 @@ def _restore(planned, model, optimizer, strategy, tracker, *, chief: bool):
     others need no checkpoint of their own."""
     if not planned.enabled:
         return None, 0
-    from trainer import checkpoint, distribute
+    from trainer.run import checkpoint, distribute
 
     with strategy.scope():  # the optimizer's slots are created, mirrored, before they are restored
         if not optimizer.built:

@@ -6,7 +6,7 @@ TRAINER_TEST_FAIL_AFTER_EPOCH=N  raise after epoch N's metrics were logged
 TRAINER_TEST_FAIL_WHEN=depth=2   ...only in the job whose overrides contain this one (job=0: the first job)
 TRAINER_TEST_SWALLOW_SIGNAL_AT=E:B  at the end of batch B of epoch E (from 0), print "swallowing the
     next signal", wait for one and swallow the exception its handler raises (as TensorFlow code can)
-TRAINER_TEST_NO_SPACE_IN=trainer.resume:Resume.record_run
+TRAINER_TEST_NO_SPACE_IN=trainer.run.resume:Resume.record_run
                                  that function fails as a full disk does (ENOSPC) instead of writing
 """
 
@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-_TARGET = "trainer.tracking"
+_TARGET = "trainer.tracking.tracker"
 
 
 def _patch(module) -> None:
@@ -74,7 +74,7 @@ def _no_space(module) -> None:
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patches a module (trainer.tracking unless named) right after it is first executed, whoever imports it."""
+    """Patches a module (trainer.tracking.tracker unless named) right after it is first executed, whoever imports it."""
 
     def __init__(self, target: str = _TARGET, patch=None):
         self.target, self.patch = target, patch or _patch

@@ -1,7 +1,7 @@
 """Datasets through tensorflow-datasets or image folders: sources, splits, metadata, the tf.data
 pipeline, one-time preparation and the MLflow dataset input.
 
-Loaded lazily so `trainer.config` can use the TensorFlow-free folder checks in
+Loaded lazily so `trainer.config.validate` can use the TensorFlow-free folder checks in
 `trainer.data.folders` without paying for a TensorFlow import.
 """
 

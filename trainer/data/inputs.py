@@ -134,7 +134,7 @@ def log_input(tracker, data) -> None:
     """Record `data` as the run's training input (nothing when tracking is off)."""
     if not tracker.enabled:
         return
-    from trainer.store import with_lock_retries
+    from trainer.tracking.store import with_lock_retries
 
     entity = describe(data)._to_mlflow_entity()
     tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=CONTEXT)]

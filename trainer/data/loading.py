@@ -8,7 +8,7 @@ import importlib
 
 import tensorflow as tf
 
-from trainer.choices import SOURCES
+from trainer.config.choices import SOURCES
 from trainer.data import pipeline
 from trainer.data.source import SPLITS, Source
 from trainer.errors import ConfigError

@@ -7,8 +7,8 @@ import os
 
 from omegaconf import ListConfig
 
-from trainer import checks
-from trainer.choices import SOURCES
+from trainer.config import checks
+from trainer.config.choices import SOURCES
 from trainer.data import folders
 
 

@@ -8,5 +8,5 @@ import importlib
 
 
 def get(name: str):
-    """The loop module for `loop.name` (validated in trainer/loop_config.py)."""
+    """The loop module for `loop.name` (validated in trainer/config/training.py)."""
     return importlib.import_module(f"trainer.loops.{name}")

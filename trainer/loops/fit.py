@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from trainer import callbacks as callbacks_lib
-from trainer import compile as compile_
-from trainer import distribute, resume
+from trainer.loops import callbacks as callbacks_lib
+from trainer.loops import compile as compile_
+from trainer.run import distribute, resume
 from trainer.loops.step import evaluate_here
 
 
 def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
         jit_compile: bool, verbose: int, checkpoint=None, initial_epoch: int = 0) -> tuple[dict, dict]:
-    """`checkpoint`: the resume checkpoint (trainer/checkpoint.py), already restored;
+    """`checkpoint`: the resume checkpoint (trainer/run/checkpoint.py), already restored;
     `initial_epoch`: the epochs it had completed."""
     with strategy.scope():
         model.compile(optimizer=optimizer, loss=compile_.build_loss(), metrics=compile_.build_metrics(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from trainer import metrics as metric_names
+from trainer.config import metrics as metric_names
 
 
 class Steps:

@@ -7,13 +7,13 @@ that early stopping made the last. 0 writes one after every epoch. tf.estimator'
 `save_checkpoints_secs` made the same trade: written every epoch, a checkpoint is a visible share of
 a tiny model's epoch; written every few seconds it is lost in the noise, and a kill costs at most
 that much retraining (docs/resume-and-faults.md has the measurements). A resumed run
-retrains the epochs after the checkpoint; trainer/tracking.py keeps the values the killed attempt
+retrains the epochs after the checkpoint; trainer/tracking/tracker.py keeps the values the killed attempt
 already logged for them rather than logging the same steps twice.
 
 What it holds: the model's weights, the optimizer's variables (step count and slots), the layers'
 RNG state (dropout masks: a resumed deterministic run must draw the masks an uninterrupted one
 draws), the number of completed epochs, and the metrics the tracker had not yet confirmed in the
-store (so logging never waits for the store before a checkpoint; trainer/tracking.py replays them
+store (so logging never waits for the store before a checkpoint; trainer/tracking/tracker.py replays them
 on resume, and MLflow ignores a metric it already has).
 
 Why not Keras's BackupAndRestore or a tf.train.CheckpointManager: they write synchronously, in the
@@ -48,7 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer import resume
+from trainer.run import resume
 
 FILE = resume.CHECKPOINT
 # Then the manifest's length (8 bytes, little-endian), the manifest, the variables' bytes, and the

@@ -24,8 +24,8 @@ import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from trainer import secrets, stale
-from trainer.store import experiment_id, with_lock_retries
+from trainer.tracking import secrets, stale
+from trainer.tracking.store import experiment_id, with_lock_retries
 
 # MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
 # cut predictably (the full config is always in the `config.yaml` artifact); long keys keep
@@ -165,12 +165,12 @@ class Tracker:
     def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
         mlflow.set_tracking_uri(self._uri)
         experiment = experiment_id(self.client, self.experiment, self.artifact_location)
-        try:  # runs a SIGKILL left RUNNING end FAILED (trainer/stale.py); never a reason to fail this one
+        try:  # runs a SIGKILL left RUNNING end FAILED (trainer/tracking/stale.py); never a reason to fail this one
             with_lock_retries(stale.close_stale_runs, self.client, experiment, keep=resume_run_id)
         except Exception:
             pass
         if resume_run_id is not None:
-            # A rerun of a killed command (trainer/resume.py): continue that run, params and all.
+            # A rerun of a killed command (trainer/run/resume.py): continue that run, params and all.
             with_lock_retries(self.client.update_run, resume_run_id, status="RUNNING")
             self.run_id = resume_run_id
             self._logged_through = with_lock_retries(self._last_steps)
@@ -219,7 +219,7 @@ class Tracker:
 
     def unconfirmed(self) -> list[tuple]:
         """(key, value, timestamp, step) of every metric not yet known to be in the store: what a
-        resume checkpoint keeps (trainer/checkpoint.py), instead of waiting for the store."""
+        resume checkpoint keeps (trainer/run/checkpoint.py), instead of waiting for the store."""
         self._in_flight = [(f, batch) for f, batch in self._in_flight if not (f.done() and f.exception() is None)]
         waiting = [m for _, batch in self._in_flight for m in batch] + self._buffer
         return [(m.key, m.value, m.timestamp, m.step) for m in waiting]
@@ -237,7 +237,7 @@ class Tracker:
         for future, _ in in_flight:
             future.result()
 
-    # Every text that leaves for MLflow is masked by trainer.secrets first (docs/security.md).
+    # Every text that leaves for MLflow is masked by trainer.tracking.secrets first (docs/security.md).
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, secrets.redact_text(text), artifact_file)
 
@@ -250,9 +250,9 @@ class Tracker:
             self.client.log_artifacts(self.run_id, copy, artifact_path)
 
     def log_model(self, model, input_example) -> str:
-        """Log the trained model as this run's LoggedModel "model" (see trainer/export.py);
+        """Log the trained model as this run's LoggedModel "model" (see trainer/tracking/export.py);
         `input_example` is a batch as the model sees it. Returns the model URI."""
-        from trainer import export
+        from trainer.tracking import export
 
         return export.log_model(self.run_id, model, input_example)
 

@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 
-from trainer import plots
+from trainer.tracking import plots
 
 
 def log_run_folder(tracker, run_dir: str) -> None:

@@ -1,14 +1,14 @@
-"""Every set of choices a config key offers, declared once. The validator (trainer/config.py and
+"""Every set of choices a config key offers, declared once. The validator (trainer/config/validate.py and
 the checks it calls, before TensorFlow loads) accepts exactly these, and the builders build from
 them, so a choice cannot exist in one and be missing from the other. Plain Python on purpose."""
 
 from __future__ import annotations
 
 LOOPS = ("fit", "custom")  # loop.name: the module trainer/loops/<name>.py
-# optimizer.name -> the keras.optimizers class it builds (trainer/compile.py)
+# optimizer.name -> the keras.optimizers class it builds (trainer/loops/compile.py)
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
-SCHEDULES = ("constant", "cosine", "exponential", "reduce_on_plateau")  # schedule.name (trainer/compile.py)
-STRATEGIES = ("default", "mirrored", "multi_worker")  # strategy.name (trainer/distribute.py)
+SCHEDULES = ("constant", "cosine", "exponential", "reduce_on_plateau")  # schedule.name (trainer/loops/compile.py)
+STRATEGIES = ("default", "mirrored", "multi_worker")  # strategy.name (trainer/run/distribute.py)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # precision: a Keras dtype policy
 # callbacks.progress -> the `verbose` Keras's fit and its progress bar take
 PROGRESS = {"bar": 1, "epoch": 2, "none": 0}

@@ -5,7 +5,7 @@ A rerun of the same command gets a new Hydra run folder, so the checkpoint folde
 the run's identity instead: <outputs>/checkpoints/<hash of the resolved config>, leaving out keys
 that do not change what is trained (resume.*, paths.*, callbacks.progress). `resume.dir` overrides
 it. The folder holds `run.json` (the record: the MLflow run id and the identity of the config it
-belongs to), `state.ckpt`, the epoch checkpoint both loops write (trainer/checkpoint.py), and
+belongs to), `state.ckpt`, the epoch checkpoint both loops write (trainer/run/checkpoint.py), and
 `lock`, which the process running the command holds. When the run finishes those files are
 deleted (and the folder, if trainer created it and nothing else is in it), so the next identical
 command starts a new run instead of "resuming" a finished one.
@@ -26,12 +26,12 @@ import json
 import os
 import socket
 
-from trainer import checks
+from trainer.config import checks
 from trainer.errors import ConfigError, FolderInUse, ResumeError
 
 _VOLATILE = (("resume",), ("paths",), ("callbacks", "progress"))
 RECORD = "run.json"
-CHECKPOINT = "state.ckpt"  # trainer/checkpoint.py writes it
+CHECKPOINT = "state.ckpt"  # trainer/run/checkpoint.py writes it
 LOCK = "lock"  # held (flock) by the process running the command while it runs
 # Every name trainer writes in the folder: the only files a finished run deletes.
 _TEMPORARY = (RECORD + ".tmp", CHECKPOINT + ".partial")

@@ -1,6 +1,6 @@
 """The names of the metrics a run reports, declared once and free of TensorFlow, so a sweep's
-`sweep.metric` is checked before TensorFlow loads (trainer/cli.py) by the same names the loops
-log: the loss and trainer/compile.py's metrics, for training, validation (`val_`) and test (`test_`)."""
+`sweep.metric` is checked before TensorFlow loads (trainer/cli/command.py) by the same names the loops
+log: the loss and trainer/loops/compile.py's metrics, for training, validation (`val_`) and test (`test_`)."""
 
 from __future__ import annotations
 

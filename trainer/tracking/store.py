@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from trainer import secrets
+from trainer.tracking import secrets
 from trainer.errors import ConfigError
 
 # A tracking server that is down must cost seconds, not MLflow's default of 7 retries with

@@ -8,7 +8,7 @@ owner). When the next run starts in the same experiment, a run whose owner is pr
 same host, boot and namespace, and no such process) is marked FAILED; any other run, including
 one recorded by an older trainer without the boot and namespace, is not ours to judge and stays
 as it is. Rerunning the identical command still resumes such a run from its checkpoint
-(trainer/resume.py), whatever its status.
+(trainer/run/resume.py), whatever its status.
 """
 
 from __future__ import annotations

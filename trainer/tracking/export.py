@@ -2,7 +2,7 @@
 and render `model.summary()` for the run's artifacts.
 
 The logged model holds the Keras `.keras` file (`artifacts/model.keras`), the code that serves
-it (trainer/pyfunc_model.py, "models from code", so nothing is pickled and Keras keeps safe
+it (trainer/tracking/pyfunc_model.py, "models from code", so nothing is pickled and Keras keeps safe
 mode), the modules that define any of its non-Keras classes (`code/`), a tensor signature, a
 raw-pixel input example and pinned requirements. Its `predict` takes raw uint8 pixels;
 `mlflow.keras.load_model` also works on it and returns the Keras model.

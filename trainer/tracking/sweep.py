@@ -5,7 +5,7 @@ sweep's summary (best value, best overrides, a table of all jobs) on the parent 
 which never imports TensorFlow. The parent run id reaches the jobs through environment
 variables, set before jobs start and again in `on_job_start`, which Hydra calls in the process
 that runs the job, so joblib's worker processes get it too. Everything the sweep writes to MLflow
-or prints passes through trainer.secrets first (`_MaskedClient`), as a single run's does.
+or prints passes through trainer.tracking.secrets first (`_MaskedClient`), as a single run's does.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import signal
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from trainer import provenance, secrets, signals, store
+from trainer.tracking import provenance, secrets, store
+from trainer.run import signals
 from trainer.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class MlflowSweep(Callback):
         try:
             store.prepare_store(self.uri)
         except ConfigError as err:  # a server that does not answer: one line, before any job starts
-            from trainer.cli import fail
+            from trainer.cli.command import fail
 
             fail(str(err))
         client = _MaskedClient(self.uri)
@@ -189,7 +190,7 @@ class MlflowSweep(Callback):
 
 class _MaskedClient:
     """The MlflowClient calls the sweep makes, with every tag, run name, metric key, text and file
-    masked by trainer.secrets on the way out. Only calls that carry no text of the user's pass
+    masked by trainer.tracking.secrets on the way out. Only calls that carry no text of the user's pass
     through unmasked; any other call is an AttributeError rather than an unmasked write."""
 
     _PLAIN = frozenset({"get_experiment_by_name", "create_experiment", "get_run", "search_runs", "set_terminated"})

@@ -12,7 +12,7 @@ def project_root() -> str:
     """$TRAINER_ROOT, else the checkout this package runs from, else the working directory."""
     if os.environ.get("TRAINER_ROOT"):
         return os.path.abspath(os.environ["TRAINER_ROOT"])
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").exists():
         return str(checkout)
     return os.getcwd()

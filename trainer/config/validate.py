@@ -16,7 +16,8 @@ from importlib.resources import files
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from trainer import checks, choices, loop_config, resume
+from trainer.config import checks, choices, training
+from trainer.run import resume
 from trainer.data import settings as data_settings
 from trainer.errors import ConfigError
 
@@ -255,7 +256,7 @@ def _check_writable(key: str, path) -> None:
     if path is None:
         return
     if not isinstance(path, str) or not path.strip() or "://" in path:
-        # trainer/store.py hands MLflow file://<this folder>; a server keeps artifacts where its
+        # trainer/tracking/store.py hands MLflow file://<this folder>; a server keeps artifacts where its
         # --artifacts-destination says (tracking=server sets this to null).
         raise checks.fail(key, "null or the path of a local folder (a tracking server keeps artifacts where its"
                           " --artifacts-destination says)", path)
@@ -286,7 +287,7 @@ def validate(cfg: DictConfig) -> dict:
     checks.int_at_least("batch_size", cfg.batch_size, 1)
     checks.int_in("seed", cfg.seed, 0, MAX_SEED)
     checks.one_of("model.variant", cfg.model.variant, choices.VARIANTS)
-    loop_config.check(cfg)
+    training.check(cfg)
     data_settings.check(cfg.data)
     _check_model_module(cfg.model.module)
     knobs = model_knobs(cfg)

@@ -8,8 +8,8 @@ import os
 
 import keras
 
-from trainer import signals
-from trainer.choices import PROGRESS
+from trainer.run import signals
+from trainer.config.choices import PROGRESS
 from trainer.errors import NonFiniteLossError
 
 
@@ -39,7 +39,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class RaiseLostSignal(keras.callbacks.Callback):
-    """Raise a SIGTERM or Ctrl-C whose exception TensorFlow or Keras swallowed (trainer/signals.py),
+    """Raise a SIGTERM or Ctrl-C whose exception TensorFlow or Keras swallowed (trainer/run/signals.py),
     at the next batch end, so the run ends KILLED instead of training on."""
 
     def on_train_batch_end(self, batch, logs=None):

@@ -3,7 +3,7 @@
 `preflight` reads the command line with Hydra's own argument parser, builds the Hydra that
 @hydra.main will build (same primary config, search path and mode), composes the config that
 will run, the `hydra` node included, and checks it: no code named that the project's and Hydra's
-own configs do not name (trainer/hydra_guard.py), only the Hydra settings users need, then every
+own configs do not name (trainer/cli/hydra_guard.py), only the Hydra settings users need, then every
 value (every job of a grid sweep). That costs about a second, so a typo never waits for a
 TensorFlow start-up. HYDRA_FULL_ERROR=1 shows tracebacks for errors other than the refusals
 that keep code from running.
@@ -18,7 +18,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from trainer.checks import MAX_SHOWN, folder_problem, shorten
+from trainer.config.checks import MAX_SHOWN, folder_problem, shorten
 from trainer import errors
 from trainer.errors import ConfigError
 
@@ -111,7 +111,7 @@ def _hydra(args, task_function):
     from hydra.core.utils import validate_config_path
 
     if task_function is None:
-        calling_file, calling_module = os.path.join(os.path.dirname(__file__), "__main__.py"), None
+        calling_file, calling_module = os.path.join(os.path.dirname(os.path.dirname(__file__)), "__main__.py"), None
     else:
         calling_file, calling_module = detect_calling_file_or_module_from_task_function(task_function)
     config_path = CONFIG_PATH if args.config_path is None else args.config_path
@@ -166,12 +166,12 @@ def _reject_instantiation(overrides: list[str]) -> None:
 
 
 def _reject_hydra_settings(overrides: list[str]) -> None:
-    """Only the Hydra settings a user needs (trainer/hydra_guard.py): the others can run code
+    """Only the Hydra settings a user needs (trainer/cli/hydra_guard.py): the others can run code
     (callbacks, logging handlers), set the environment of every program the run starts
     (hydra.job.env_set, which git reads), or write where the run does not own."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from trainer import hydra_guard
+    from trainer.cli import hydra_guard
 
     for o in OverridesParser.create().parse_overrides(overrides):
         key = o.key_or_group
@@ -190,10 +190,10 @@ def _reject_hydra_settings(overrides: list[str]) -> None:
 
 def _reject_code(cfg, overrides: list[str]) -> None:
     """Every code reference of the composed config, interpolations resolved, the hydra node
-    included, is one the project's conf/ or Hydra's own configs name (trainer/hydra_guard.py)."""
+    included, is one the project's conf/ or Hydra's own configs name (trainer/cli/hydra_guard.py)."""
     from omegaconf import DictConfig
 
-    from trainer import hydra_guard
+    from trainer.cli import hydra_guard
 
     for path, value in hydra_guard.refused_references(cfg):
         what = (f"its value could not be resolved ({type(value).__name__})" if isinstance(value, Exception)
@@ -202,7 +202,7 @@ def _reject_code(cfg, overrides: list[str]) -> None:
                      key=lambda o: len(o.partition("=")[0]), default=None)
         received = shorten(source) if source else f"{path}={shorten(value)}"
         fail(f"{path} cannot name code to run ({what}): a config may name only what trainer's own conf/ and the"
-             " configs of Hydra and its installed plugins name (trainer.sweep.MlflowSweep, Hydra's launchers,"
+             " configs of Hydra and its installed plugins name (trainer.tracking.sweep.MlflowSweep, Hydra's launchers,"
              f" sweepers and Optuna samplers, the logging handlers). Received: {received}")
     for node_key in ("hydra.job_logging", "hydra.hydra_logging"):
         node = OmegaConf.select(cfg, node_key, default=None)
@@ -411,7 +411,7 @@ def _job_config(hydra, master, job: list[str], previous):
 
 def _check_sweep_settings(master, overrides: list[str]) -> None:
     """Settings of the sweep itself, before the first job trains."""
-    from trainer.checks import is_int, is_number
+    from trainer.config.checks import is_int, is_number
 
     sweeper, launcher = master.hydra.sweeper, master.hydra.launcher
 
@@ -458,8 +458,8 @@ def _report(err: Exception, job: list[str], compose_job, config_dir: str | None)
 
 def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, multirun: bool) -> None:
     """Validate one job's config; one line for what is wrong with it."""
-    from trainer import metrics
-    from trainer.config import validate
+    from trainer.config import metrics
+    from trainer.config.validate import validate
 
     if multirun:  # a single run's config is the one _check_run has scanned
         _reject_code(job_cfg, job)
@@ -597,7 +597,7 @@ def _basic_sweeper() -> bool:
 def run_job(cfg):
     """The Hydra task function's body: train, turn bad input into one line, and return
     `sweep.metric` to the sweeper (Optuna optimizes it; the sweep summary ranks by it)."""
-    from trainer.config import validate
+    from trainer.config.validate import validate
     from trainer.train import train
 
     if _multirun():
@@ -638,7 +638,7 @@ def _job_failed(err: Exception) -> float:
     """End one failed job of a sweep so that the sweep goes on and its summary counts the job."""
     import logging
 
-    from trainer import sweep
+    from trainer.tracking import sweep
 
     logging.getLogger("trainer").error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
     sweep.mark_failed(err)  # the sweep's summary counts it, even when it failed before its run existed

@@ -1,6 +1,6 @@
 """Where a run came from, as MLflow tags: git commit and dirtiness, the command line, the sweep.
 
-Reads the environment only for the sweep variables and, through trainer.secrets, for the secret
+Reads the environment only for the sweep variables and, through trainer.tracking.secrets, for the secret
 values to mask: the command line and a child's name never carry a secret.
 """
 
@@ -11,19 +11,19 @@ import shlex
 import subprocess
 import sys
 
-from trainer import secrets
+from trainer.tracking import secrets
 
-# Set by trainer.sweep in the process that runs a multirun's jobs (joblib workers included).
+# Set by trainer.tracking.sweep in the process that runs a multirun's jobs (joblib workers included).
 PARENT_RUN_ENV = "TRAINER_SWEEP_PARENT_RUN_ID"
 SWEEP_ENV = "TRAINER_SWEEP_ID"
-# Not named "..._KEYS": trainer.secrets would take its value for a secret and mask it.
+# Not named "..._KEYS": trainer.tracking.secrets would take its value for a secret and mask it.
 SWEPT_KEYS_ENV = "TRAINER_SWEPT_OVERRIDES"
 
 
 def code_root() -> str:
     """The checkout the running code comes from. The git commit describes the code, which is here,
     not under paths.root_dir (outputs can live anywhere: $TRAINER_ROOT)."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def git_state(root: str) -> tuple[str, str]:
@@ -41,7 +41,7 @@ def git_state(root: str) -> tuple[str, str]:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as typed (python -m trainer ...), with its secrets masked (trainer.secrets).
+    """The command as typed (python -m trainer ...), with its secrets masked (trainer.tracking.secrets).
     Each argument is masked before it is quoted, so a quoted secret cannot slip past the mask."""
     argv = sys.argv if argv is None else argv
     program = "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")

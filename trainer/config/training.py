@@ -8,11 +8,11 @@ import os
 
 from omegaconf import DictConfig, ListConfig
 
-from trainer import checks
-from trainer.choices import LOOPS, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, STRATEGIES
+from trainer.config import checks
+from trainer.config.choices import LOOPS, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, STRATEGIES
 from trainer.errors import ConfigError
 
-# What both loops report each epoch (trainer/compile.py names the metrics; a test keeps them equal).
+# What both loops report each epoch (trainer/loops/compile.py names the metrics; a test keeps them equal).
 MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import keras
 
-from trainer import metrics as metric_names
-from trainer.choices import OPTIMIZERS, SCHEDULES
+from trainer.config import metrics as metric_names
+from trainer.config.choices import OPTIMIZERS, SCHEDULES
 
 
 

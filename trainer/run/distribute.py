@@ -6,9 +6,9 @@ import re
 
 import tensorflow as tf
 
-from trainer.choices import STRATEGIES
+from trainer.config.choices import STRATEGIES
 from trainer.errors import ConfigError
-from trainer.loop_config import check_batch_divides, check_jit_compile, check_steps_per_execution
+from trainer.config.training import check_batch_divides, check_jit_compile, check_steps_per_execution
 
 
 def _split_cpu(devices: list[str]) -> None:

@@ -1,0 +1,1 @@
+"""The command line: argument handling, the Hydra allow-list, and OmegaConf resolvers."""

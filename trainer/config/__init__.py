@@ -1,0 +1,1 @@
+"""Config validation before TensorFlow: checks, choices, training settings, metric names."""

@@ -1,0 +1,1 @@
+"""What a run does around the loop: resume, checkpoints, signals, distribution, runtime."""
