@@ -85,7 +85,7 @@ def saved(tmp_path_factory):
             keras_path = root / f"{name}-{variant}.keras"
             model.save(keras_path)
             run = client.create_run(experiment)
-            model_uri = export.log_model(run.info.run_id, model, rescaled)
+            model_uri = export.log_model(run, model, rescaled)
             client.set_terminated(run.info.run_id)
             key = f"{name}/{variant}"
             expected[key] = model.predict(rescaled, verbose=0)
@@ -153,7 +153,7 @@ def test_logged_model_keeps_the_keras_file_and_no_pickle(tmp_path):
     run = client.create_run(client.create_experiment("x", artifact_location=f"file://{tmp_path / 'a'}"))
     model = models.build("cnn", "subclassed", input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
                          **knob_values("cnn", "tiny"))
-    model_uri = export.log_model(run.info.run_id, model, np.zeros((2, *INPUT_SHAPE), np.float32))
+    model_uri = export.log_model(run, model, np.zeros((2, *INPUT_SHAPE), np.float32))
     local = mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "dl"))
     files = {os.path.relpath(os.path.join(d, f), local) for d, _, fs in os.walk(local) for f in fs}
     assert "artifacts/model.keras" in files and "pyfunc_model.py" in files

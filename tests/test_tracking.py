@@ -177,3 +177,18 @@ def test_step_logger_logs_at_global_steps_across_blocks_and_a_resumed_epoch():
             logger.on_train_batch_end(end, {"loss": 1.0})
     # At the end of each block that reaches a multiple of 4: 13 (12), 16, 20; 26 (24), 29 (28).
     assert recorder.steps == [13, 16, 20, 26, 29]
+
+
+def test_no_tracker_has_every_public_tracker_method_and_records_nothing():
+    """NoTracker is not written out method by method: a method added to Tracker is a no-op there
+    at once, and a name Tracker does not have is still an AttributeError."""
+    disabled = tracking.NoTracker()
+    public = [n for n, v in vars(tracking.Tracker).items() if callable(v) and not n.startswith("_")]
+    assert {"start", "log_metrics", "log_text", "log_model", "end"} <= set(public)
+    for name in public:
+        assert callable(getattr(disabled, name)), name
+    assert disabled.start(params={"a": 1}, tags={}, run_name="x") is None
+    assert disabled.log_model(object(), input_example=None) is None
+    assert (disabled.enabled, disabled.run_id, disabled.unconfirmed(), disabled.ui_command()) == (False, None, [], "")
+    with pytest.raises(AttributeError):
+        disabled.no_such_method()

@@ -72,8 +72,9 @@ class _PyfuncAndKeras:
         mlflow_model.save(os.path.join(path, "MLmodel"))
 
 
-def log_model(run_id: str, model: keras.Model, example_batch) -> str:
-    """Log `model` to run `run_id` as its LoggedModel "model"; returns the model URI.
+def log_model(run, model: keras.Model, example_batch) -> str:
+    """Log `model` to `run` (an MLflow Run, as the tracker's client read it) as its LoggedModel
+    "model"; returns the model URI. The LoggedModel takes the run's params, masked as logged.
 
     `example_batch` is a few inputs as the model sees them (rescaled); the input example and
     signature are the raw pixels they came from, because that is what `predict` takes.
@@ -81,7 +82,7 @@ def log_model(run_id: str, model: keras.Model, example_batch) -> str:
     raw = raw_pixels(example_batch)
     probabilities = keras.ops.convert_to_numpy(model(raw * np.float32(INPUT_SCALE), training=False))
     modules = model_modules(model)
-    run = mlflow.MlflowClient().get_run(run_id)
+    run_id = run.info.run_id
     # Created up front so the model lands in the run's experiment: without an active fluent run,
     # MLflow would file it under the Default experiment. (Entering `mlflow.start_run` instead
     # would mark the run FINISHED on leaving, before training has really ended.)

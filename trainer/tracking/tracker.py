@@ -254,7 +254,7 @@ class Tracker:
         `input_example` is a batch as the model sees it. Returns the model URI."""
         from trainer.tracking import export
 
-        return export.log_model(self.run_id, model, input_example)
+        return export.log_model(self.client.get_run(self.run_id), model, input_example)
 
     def register_model(self, name: str, model_uri: str) -> str:
         """Register the logged model at `model_uri` in the Model Registry as `name`; returns the version."""
@@ -285,40 +285,29 @@ class Tracker:
 
 
 class NoTracker:
-    """`tracking.enabled=false`: the same interface as `Tracker`, and nothing is written anywhere."""
+    """`tracking.enabled=false` (or a worker other than a cluster's chief): the interface of
+    `Tracker`, and nothing is written anywhere. Every public method of `Tracker` is a no-op here
+    without being written out again, so the two cannot drift apart; the methods whose answer
+    callers read are the ones below."""
 
     enabled = False
     uri = None
     run_id = None
 
-    def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> None:
-        return None
-
-    def set_tags(self, tags: dict) -> None: ...
-
-    def log_metrics(self, metrics: dict, step: int = 0) -> None: ...
-
-    def flush(self) -> None: ...
-
     def unconfirmed(self) -> list[tuple]:
         return []
 
-    def replay(self, metrics: list) -> None: ...
-
-    def log_text(self, text: str, artifact_file: str) -> None: ...
-
-    def log_artifact(self, path: str, artifact_path: str | None = None) -> None: ...
-
-    def log_artifacts(self, directory: str, artifact_path: str | None = None) -> None: ...
-
-    def log_model(self, model, input_example) -> None: ...
-
-    def register_model(self, name: str, model_uri: str) -> None: ...
-
-    def end(self, status: str, error: BaseException | None = None) -> None: ...
-
     def ui_command(self) -> str:
         return ""
+
+    def __getattr__(self, name: str):
+        if not name.startswith("_") and callable(getattr(Tracker, name, None)):
+            return _nothing
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+def _nothing(*args, **kwargs) -> None:
+    return None
 
 
 def create(settings: dict) -> Tracker | NoTracker:
