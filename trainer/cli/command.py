@@ -11,15 +11,35 @@ that keep code from running.
 
 from __future__ import annotations
 
+import copy
 import itertools
+import logging
 import os
 import re
 import sys
+from importlib.resources import files
+from pathlib import Path
 
-from omegaconf import OmegaConf
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import (create_automatic_config_search_path,
+                                   detect_calling_file_or_module_from_task_function, detect_task_name,
+                                   get_args_parser)
+from hydra.core.config_search_path import SearchPathQuery
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import validate_config_path
+from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
-from trainer.config.checks import MAX_SHOWN, folder_problem, shorten
 from trainer import errors
+from trainer.cli import hydra_guard
+from trainer.config import metrics as metric_names
+from trainer.config.checks import MAX_SHOWN, folder_problem, is_int, is_number, shorten
+from trainer.config.validate import validate
 from trainer.errors import ConfigError
 
 # The primary config of `python -m trainer` (trainer/__main__.py's @hydra.main); -cp/-cn change it.
@@ -77,8 +97,6 @@ def _as_typed(message: str, overrides: list[str]) -> str:
 
 def _parse_args(argv: list[str]):
     """Hydra's own argument parser (its prefixes, `--multi`, `-cn`...), failing in one line."""
-    from hydra._internal.utils import get_args_parser
-
     parser = get_args_parser()
 
     def error(message: str):
@@ -103,13 +121,6 @@ def _parse_args(argv: list[str]):
 
 def _hydra(args, task_function):
     """The Hydra instance @hydra.main builds for these arguments: same search path, same plugins."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import (create_automatic_config_search_path,
-                                       detect_calling_file_or_module_from_task_function, detect_task_name)
-    from hydra.core.config_search_path import SearchPathQuery
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.utils import validate_config_path
-
     if task_function is None:
         calling_file, calling_module = os.path.join(os.path.dirname(os.path.dirname(__file__)), "__main__.py"), None
     else:
@@ -135,8 +146,6 @@ def _hydra(args, task_function):
 
 def _check_syntax(overrides: list[str]) -> None:
     """Hydra's parse errors quote grammar tokens; name the override and how to quote it instead."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parser = OverridesParser.create()
     for override in overrides:
         try:
@@ -169,10 +178,6 @@ def _reject_hydra_settings(overrides: list[str]) -> None:
     """Only the Hydra settings a user needs (trainer/cli/hydra_guard.py): the others can run code
     (callbacks, logging handlers), set the environment of every program the run starts
     (hydra.job.env_set, which git reads), or write where the run does not own."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from trainer.cli import hydra_guard
-
     for o in OverridesParser.create().parse_overrides(overrides):
         key = o.key_or_group
         if o.package is not None and (o.package == "hydra" or o.package.startswith(("hydra.", "_global_"))):
@@ -191,10 +196,6 @@ def _reject_hydra_settings(overrides: list[str]) -> None:
 def _reject_code(cfg, overrides: list[str]) -> None:
     """Every code reference of the composed config, interpolations resolved, the hydra node
     included, is one the project's conf/ or Hydra's own configs name (trainer/cli/hydra_guard.py)."""
-    from omegaconf import DictConfig
-
-    from trainer.cli import hydra_guard
-
     for path, value in hydra_guard.refused_references(cfg):
         what = (f"its value could not be resolved ({type(value).__name__})" if isinstance(value, Exception)
                 else f"it names {shorten(value)}")
@@ -213,8 +214,6 @@ def _reject_code(cfg, overrides: list[str]) -> None:
 
 
 def _levels(node, path):
-    from omegaconf import DictConfig
-
     for key in node.keys():
         try:
             child = node[key]
@@ -251,8 +250,6 @@ _ABSENT = object()
 
 def _compose_error(err: Exception, overrides: list[str]) -> str:
     """Turn Hydra's multi-line composition errors into our one line."""
-    from hydra.errors import MissingConfigException
-
     text = str(err).strip()
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, option = err.missing_cfg_file.rsplit("/", 1)
@@ -279,9 +276,6 @@ def _compose_error(err: Exception, overrides: list[str]) -> str:
 
 def _group_options(group: str, config_dir: str | None = None) -> list[str] | None:
     """The options of config group `group`: the package's conf/ plus the user's --config-dir."""
-    from importlib.resources import files
-    from pathlib import Path
-
     if "/" in group or "." in group:
         return None
     folders = [f for f in (files("conf") / group, Path(config_dir or "") / group if config_dir else None)
@@ -298,8 +292,6 @@ def _misplaced_value(job: list[str], compose_job, config_dir: str | None = None)
     Found against the config composed from the job's group choices alone, so it costs one
     composition and runs only once a job has already failed.
     """
-    from omegaconf import DictConfig, ListConfig
-
     parsed = [(o.partition("=")[0].lstrip("+~"), o.partition("=")[2]) for o in job if "=" in o]
     for key, value in parsed:
         options = _group_options(key, config_dir)
@@ -330,9 +322,6 @@ def _check_folder(key: str, path, overrides: list[str]) -> None:
 
 def _set_runtime(cfg, dir_key: str, subdir_key: str | None = None, num: int | None = None) -> str:
     """What Hydra sets before a job runs (core/utils.py run_job), so `${hydra:...}` resolves as it will."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         if num is not None:
             cfg.hydra.job.id = num
@@ -355,8 +344,6 @@ def _sweep_jobs(hydra, master) -> tuple[object, int]:
     hydra.sweeper.params first); other sweepers (Optuna) sample values themselves, so only their
     discrete command-line choices are expanded and sampled values are checked as each trial starts.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     arguments = OmegaConf.to_container(master.hydra.overrides.task)
     basic = str(master.hydra.sweeper._target_).endswith(".BasicSweeper")
     if basic:
@@ -392,11 +379,6 @@ def _job_config(hydra, master, job: list[str], previous):
     overrides gets the previous config with those overrides applied by Hydra's own override
     code, as composition would apply them.
     """
-    import copy
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     if previous is not None and len(previous[0]) == len(job):
         changed = [new for old, new in zip(previous[0], job) if old != new]
         parsed = OverridesParser.create().parse_overrides(changed)
@@ -411,8 +393,6 @@ def _job_config(hydra, master, job: list[str], previous):
 
 def _check_sweep_settings(master, overrides: list[str]) -> None:
     """Settings of the sweep itself, before the first job trains."""
-    from trainer.config.checks import is_int, is_number
-
     sweeper, launcher = master.hydra.sweeper, master.hydra.launcher
 
     def bad(key, expected):
@@ -437,9 +417,6 @@ def _check_sweep_settings(master, overrides: list[str]) -> None:
 
 def _report(err: Exception, job: list[str], compose_job, config_dir: str | None):
     """One line for a job whose config did not compose or did not pass the checks."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     if _full_error():
         raise err
     # A value of the wrong shape (a section set to a number) trips the checks in misleading
@@ -458,9 +435,6 @@ def _report(err: Exception, job: list[str], compose_job, config_dir: str | None)
 
 def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, multirun: bool) -> None:
     """Validate one job's config; one line for what is wrong with it."""
-    from trainer.config import metrics
-    from trainer.config.validate import validate
-
     if multirun:  # a single run's config is the one _check_run has scanned
         _reject_code(job_cfg, job)
     if not _full_error():
@@ -476,7 +450,7 @@ def _check_job(job_cfg, job: list[str], compose_job, config_dir: str | None, *, 
         # lifetime), and every worker would open its own sweep run.
         fail("strategy must be default or mirrored in a multirun (-m): a multi_worker cluster runs one"
              " job, started on every worker with the same command. Received: strategy=multi_worker")
-    reported = metrics.reported(settings["schedule"]["name"])
+    reported = metric_names.reported(settings["schedule"]["name"])
     if settings["sweep"]["metric"] not in reported:
         fail(f"sweep.metric must be one of the metrics the run reports: {', '.join(reported)}."
              f" Received: {_received('sweep.metric', settings['sweep']['metric'], job)}")
@@ -489,10 +463,6 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
     HYDRA_FULL_ERROR=1, which only turns the other errors into tracebacks. `task_function` is the
     @hydra.main function, whose file anchors a relative --config-path as Hydra anchors it.
     """
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     argv = sys.argv[1:] if argv is None else argv
     args = _parse_args(argv)
     overrides = list(args.overrides)
@@ -517,11 +487,6 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
 
 
 def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import MissingConfigException
-    from hydra.types import RunMode
-    from omegaconf.errors import OmegaConfBaseException
-
     # The mode as Hydra's _run_app settles it. Asking Hydra costs a composition; trainer's own conf/
     # never sets hydra.mode (tests/test_cli_safety.py), so only another config or an override can.
     own = args.config_path is None and args.config_name is None and args.config_dir is None
@@ -582,22 +547,16 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
 
 
 def _multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _basic_sweeper() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-
     return HydraConfig.get().sweeper._target_.endswith(".BasicSweeper")
 
 
 def run_job(cfg):
     """The Hydra task function's body: train, turn bad input into one line, and return
     `sweep.metric` to the sweeper (Optuna optimizes it; the sweep summary ranks by it)."""
-    from trainer.config.validate import validate
     from trainer.train import train
 
     if _multirun():
@@ -636,8 +595,6 @@ def run_job(cfg):
 
 def _job_failed(err: Exception) -> float:
     """End one failed job of a sweep so that the sweep goes on and its summary counts the job."""
-    import logging
-
     from trainer.tracking import sweep
 
     logging.getLogger("trainer").error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
