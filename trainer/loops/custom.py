@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer.loops import callbacks as callbacks_lib
 from trainer.loops import compile as compile_
-from trainer.run import distribute, resume
-from trainer.loops.step import Steps, evaluate_here
+from trainer.loops import setup
+from trainer.loops.step import Steps
+from trainer.run import distribute
 
 
 def _blocks(num_batches: int, steps_per_execution: int):
@@ -56,13 +56,10 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     # Callbacks reach the optimizer through the model (ReduceLROnPlateau sets its learning rate).
     model.optimizer = optimizer
     sizes = {name: _num_batches(getattr(data, name)) for name in ("train", "validation", "test")}
-    train, validation, test = (distribute.distribute(strategy, getattr(data, n)) for n in ("train", "validation", "test"))
-
-    if checkpoint is not None:
-        callbacks = [*callbacks, checkpoint]  # last: a saved epoch is one every callback has seen
-    resume.replay_shuffles(train, initial_epoch)
-
-    cbs = callbacks_lib.callback_list(callbacks, model=model, epochs=epochs, steps=sizes["train"], verbose=verbose)
+    feed = setup.prepare(model, data, feed=lambda split: distribute.distribute(strategy, split), callbacks=callbacks,
+                         checkpoint=checkpoint, epochs=epochs, initial_epoch=initial_epoch, steps=sizes["train"],
+                         verbose=verbose)
+    train, validation, cbs = feed.train, feed.validation, feed.callbacks
     model.stop_training = False
     cbs.on_train_begin()
     epoch_logs: dict = {}
@@ -89,9 +86,5 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
             break
     optimizer.finalize_variable_values(model.trainable_weights)
     cbs.on_train_end(logs=epoch_logs)
-    if distribute.is_multi_worker(strategy):
-        test_logs = evaluate_here(model, data.test, loss=compile_.build_loss(), metrics=compile_.build_metrics())
-    else:
-        test_logs = _evaluate(steps, test, sizes["test"], spe)
     history = model.history.history if getattr(model, "history", None) is not None else {}
-    return history, {f"test_{k}": v for k, v in test_logs.items()}
+    return history, setup.test_metrics(model, data, strategy, lambda: _evaluate(steps, feed.test, sizes["test"], spe))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from trainer.loops import callbacks as callbacks_lib
 from trainer.loops import compile as compile_
-from trainer.run import distribute, resume
-from trainer.loops.step import evaluate_here
+from trainer.loops import setup
+from trainer.run import distribute
 
 
 def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
@@ -15,24 +14,17 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     with strategy.scope():
         model.compile(optimizer=optimizer, loss=compile_.build_loss(), metrics=compile_.build_metrics(),
                       steps_per_execution=steps_per_execution, jit_compile=jit_compile)
-    if checkpoint is not None:
-        callbacks = [*callbacks, checkpoint]
-    train, validation, test = data.train, data.validation, data.test
-    if not distribute.is_default(strategy):
-        train, validation, test = (distribute.shardable(d) for d in (train, validation, test))
-    resume.replay_shuffles(train, initial_epoch)
-
-    steps = int(train.cardinality()) if int(train.cardinality()) >= 0 else None
-    cbs = callbacks_lib.callback_list(callbacks, model=model, epochs=epochs, steps=steps, verbose=verbose)
+    steps = int(data.train.cardinality()) if int(data.train.cardinality()) >= 0 else None
+    # Keras distributes the splits itself; under a strategy they are only sharded by example.
+    feed = setup.prepare(model, data, feed=(lambda split: split) if distribute.is_default(strategy) else distribute.shardable,
+                         callbacks=callbacks, checkpoint=checkpoint, epochs=epochs, initial_epoch=initial_epoch,
+                         steps=steps, verbose=verbose)
     # steps_per_epoch: without it, fit makes two training iterators per epoch (one as an epoch
     # ends, dropped, and a new one as the next begins), and each instantiates the augmentation's
     # `map` function again (CPU a tiny model's epoch notices); with it, fit keeps the first.
-    history = model.fit(train, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch, callbacks=cbs,
-                        steps_per_epoch=steps, verbose=verbose,
+    history = model.fit(feed.train, validation_data=feed.validation, epochs=epochs, initial_epoch=initial_epoch,
+                        callbacks=feed.callbacks, steps_per_epoch=steps, verbose=verbose,
                         shuffle=False)  # the tf.data pipeline already shuffles with the run seed
-    if distribute.is_multi_worker(strategy):
-        test = evaluate_here(model, data.test, loss=compile_.build_loss(), metrics=compile_.build_metrics())
-    else:
-        test = model.evaluate(test, return_dict=True, verbose=0)
-    return history.history, {f"test_{k}": float(v) for k, v in test.items()}
+    return history.history, setup.test_metrics(model, data, strategy,
+                                               lambda: model.evaluate(feed.test, return_dict=True, verbose=0))
 
