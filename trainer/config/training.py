@@ -8,12 +8,13 @@ import os
 
 from omegaconf import DictConfig, ListConfig
 
-from trainer.config import checks
+from trainer.config import checks, metrics
 from trainer.config.choices import LOOPS, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES, STRATEGIES
 from trainer.errors import ConfigError
 
-# What both loops report each epoch (trainer/loops/compile.py names the metrics; a test keeps them equal).
-MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# What a callback can watch: the metrics both loops report each epoch, for training and validation
+# (config/metrics.py names them once; a test keeps them equal to what loops/compile.py builds).
+MONITORS = tuple(f"{prefix}{name}" for prefix in ("", "val_") for name in metrics.COMPILED)
 
 
 def _optional_positive(key: str, value):
