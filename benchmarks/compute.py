@@ -42,9 +42,9 @@ def matmul_flops_per_second(n: int) -> float:
 def _model_flops(session, knobs: dict) -> int:
     import keras
 
-    import models
+    from models import net
 
-    model = models.build("dynamic", "functional", input_shape=(8, 8, 1), num_classes=10, **knobs)
+    model = net.build("dynamic", "functional", input_shape=(8, 8, 1), num_classes=10, **knobs)
     count = flops.training_flops_per_example(model)
     del model
     keras.backend.clear_session()

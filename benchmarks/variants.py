@@ -25,11 +25,11 @@ def _build_save_load(name: str, variant: str, knobs: dict, folder: str) -> dict:
     """Build, save and load one model in a clean Keras session, timing each part."""
     import keras
 
-    import models
+    from models import net
 
     keras.backend.clear_session(free_memory=True)
     start = time.perf_counter()
-    model = models.build(name, variant, input_shape=(8, 8, 1), num_classes=10, **knobs)
+    model = net.build(name, variant, input_shape=(8, 8, 1), num_classes=10, **knobs)
     built = time.perf_counter()
     path = os.path.join(folder, f"{name}-{variant}.keras")
     model.save(path)

@@ -76,7 +76,7 @@ def residual_block(filters: int, *, strides: int, project: bool, activation_: st
     """The layers of a basic residual block (two 3x3 conv-BN, a shortcut, an add).
 
     `project` adds a 1x1 conv-BN on the shortcut, needed when the block changes resolution
-    (strides 2) or width. Apply it with `apply_residual`.
+    (strides 2) or width. models/resnet.py applies it.
     """
     block = {
         "conv_a": conv(filters, None, l2, strides=strides, name=f"{name}_conv_a"),
@@ -92,11 +92,3 @@ def residual_block(filters: int, *, strides: int, project: bool, activation_: st
         block["shortcut_bn"] = batch_norm(name=f"{name}_shortcut_bn")
     return block
 
-
-def apply_residual(block: dict, x, training=None):
-    y = block["act_a"](block["bn_a"](block["conv_a"](x), training=training))
-    y = block["bn_b"](block["conv_b"](y), training=training)
-    shortcut = x
-    if "shortcut_conv" in block:
-        shortcut = block["shortcut_bn"](block["shortcut_conv"](x), training=training)
-    return block["act_out"](block["add"]([y, shortcut]))

@@ -1,41 +1,39 @@
-"""The model registry: one decorator keys a network by name; `build` makes either variant.
+"""The model registry: one decorator keys a model's definition by name, rejecting duplicates.
 
-Plain Python on purpose: importing this module does not import Keras, so the config
-validator can use the same error messages before TensorFlow starts.
+Plain Python on purpose: neither this module nor the definitions it holds import Keras, so the
+config validator checks a model's knobs, with the model's own rules, before TensorFlow starts.
+models/net.py builds the Keras models.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
-import inspect
 
-from trainer.config.choices import VARIANTS
+from models.definition import Definition
+from trainer.config import checks
 from trainer.errors import RegistryError
 
-KERAS_PACKAGE = "trainer"  # registered Keras name of a model class: "trainer>resnet"
-
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, type[Definition]] = {}
 
 
 def register(name: str):
-    """Class decorator: `@register("mlp") class Mlp(Net): ...`.
+    """Class decorator for a `Definition` dataclass: `@register("mlp") @dataclass class Mlp(Definition)`.
 
-    Rejects duplicates so two modules cannot silently fight over one name, and registers
-    the class with Keras as `trainer>{name}` so `.keras` files load back in safe mode (the
-    registry name is unique, so two model modules can reuse a class name).
+    Rejects duplicates so two modules cannot silently fight over one name.
     """
 
     def decorator(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Definition) and dataclasses.is_dataclass(cls)):
+            raise RegistryError(f"@register('{name}') takes a dataclass deriving from models.Definition."
+                                f" Received: {getattr(cls, '__qualname__', cls)}")
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise RegistryError(
                 f"model '{name}' is already registered by {_REGISTRY[name].__module__}."
                 f"{_REGISTRY[name].__qualname__}; pick another name for {cls.__module__}."
                 f"{cls.__qualname__}"
             )
-        import keras  # deferred: only model modules (which import Keras anyway) call this
-
-        keras.saving.register_keras_serializable(package=KERAS_PACKAGE, name=name)(cls)
         cls.registry_name = name
         _REGISTRY[name] = cls
         return cls
@@ -58,21 +56,20 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> type:
+def get(name: str) -> type[Definition]:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise RegistryError(
-            f"model must be one of {', '.join(names())}. Received: model={name}.{hint}"
+            f"model must be one of {', '.join(names())}. Received: model={checks.shorten(name)}.{hint}"
             " (A model of your own must be imported first: set model.module in its YAML.)"
         )
     return _REGISTRY[name]
 
 
 def knobs(name: str) -> list[str]:
-    """The keyword arguments a model takes besides input shape and class count."""
-    params = inspect.signature(get(name).make_blocks).parameters
-    return [p for p in params if p != "num_classes"]
+    """The model's knobs, in the order its definition declares them."""
+    return [field.name for field in dataclasses.fields(get(name))]
 
 
 def available() -> dict[str, list[str]]:
@@ -80,36 +77,19 @@ def available() -> dict[str, list[str]]:
     return {name: knobs(name) for name in names()}
 
 
-def check_knobs(name: str, given: dict) -> None:
+def define(name: str, values: dict) -> Definition:
+    """Model `name`'s definition with these knob values, checked by the model's own rules."""
     known = knobs(name)
-    unknown = sorted(set(given) - set(known))
-    missing = [k for k in known if k not in given]
+    unknown = sorted(set(values) - set(known))
+    missing = [k for k in known if k not in values]
     if unknown:
         raise RegistryError(
             f"{unknown[0]} is not a knob of model '{name}'; its knobs are: {', '.join(known)}."
-            f" Received: {unknown[0]}={given[unknown[0]]}"
+            f" Received: {unknown[0]}={values[unknown[0]]}"
         )
     if missing:
         raise RegistryError(
             f"model '{name}' needs a value for {', '.join(missing)} (its knobs are:"
-            f" {', '.join(known)}). Received only: {', '.join(sorted(given)) or 'nothing'}"
+            f" {', '.join(known)}). Received only: {', '.join(sorted(values)) or 'nothing'}"
         )
-
-
-def build(name: str, variant: str, *, input_shape, num_classes: int, **knobs_):
-    """Build registry model `name` as `variant` ('functional' or 'subclassed').
-
-    Both variants come from the same `make_blocks`/`forward` pair of the registered class,
-    so they are the same network; the subclassed one is built on `input_shape` so that
-    `summary()` shows shapes and parameter counts.
-    """
-    cls = get(name)
-    if variant not in VARIANTS:
-        raise RegistryError(
-            f"model.variant must be one of {', '.join(VARIANTS)}. Received: model.variant={variant}"
-        )
-    check_knobs(name, knobs_)
-    if variant == "functional":
-        return cls.functional(input_shape=tuple(input_shape), num_classes=num_classes, **knobs_)
-    model = cls(input_shape=tuple(input_shape), num_classes=num_classes, **knobs_)
-    return model
+    return get(name)(**values)

@@ -9,7 +9,7 @@ import zipfile
 
 import keras
 
-from models import registry
+from models import net, registry
 
 
 def load(path, **kwargs) -> keras.Model:
@@ -19,6 +19,7 @@ def load(path, **kwargs) -> keras.Model:
     imported first. The module is never imported on the file's say-so: that would run code
     named by the file, which is what Keras's safe mode exists to prevent.
     """
+    net.register_all()
     try:
         return keras.models.load_model(path, **kwargs)
     except TypeError as err:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.config.validate import ACTIVATIONS, validate
+from trainer.config.choices import ACTIVATIONS
+from trainer.config.validate import knob_slots, validate
 from trainer.errors import ConfigError
 
 
@@ -39,13 +40,16 @@ def test_knobs_come_from_the_selected_model(make_cfg):
     assert "hydra" not in settings and "depth" not in settings
 
 
-def test_model_yaml_knobs_match_the_registry(make_cfg):
-    """conf/model/<name>.yaml lists exactly the keyword arguments of the registered model."""
+def test_each_model_yaml_gives_a_default_for_exactly_its_models_knobs(make_cfg):
+    """conf/model/<name>.yaml gives a value to each knob of the model's definition and to no other
+    knob slot, and conf/config.yaml's slots are the built-in models' knobs."""
     import models
 
+    slots = set(knob_slots())
+    assert slots == {k for name in models.names() for k in models.knobs(name)}
     for name in models.names():
         cfg = make_cfg(f"model={name}")
-        assert list(cfg.model.knobs) == models.knobs(name), name
+        assert {k for k in slots if cfg[k] is not None} == set(models.knobs(name)), name
 
 
 def test_activation_names_are_real_keras_activations():

@@ -4,11 +4,14 @@ fail in one line naming what was received and what is allowed."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 import models
+from models import net
 from trainer.config.validate import validate
 from trainer.errors import ConfigError
 
@@ -37,8 +40,8 @@ def knob_values(name: str, setting: str) -> dict:
 def build_pair(name: str, setting: str):
     knobs = knob_values(name, setting)
     keras.utils.set_random_seed(0)
-    functional = models.build(name, "functional", input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, **knobs)
-    subclassed = models.build(name, "subclassed", input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, **knobs)
+    functional = net.build(name, "functional", input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, **knobs)
+    subclassed = net.build(name, "subclassed", input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, **knobs)
     return functional, subclassed, knobs
 
 
@@ -52,7 +55,8 @@ GRID = [(name, setting) for name in models.names() for setting in SETTINGS]
 @pytest.mark.parametrize("name, setting", GRID)
 def test_variants_are_the_same_network(name, setting):
     functional, subclassed, _ = build_pair(name, setting)
-    assert isinstance(subclassed, models.get(name)) and not isinstance(functional, models.Net)
+    assert isinstance(subclassed, net.Net) and not isinstance(functional, net.Net)
+    assert type(subclassed) is net.subclass(name) and type(subclassed).__name__ == models.get(name).__name__
     assert functional.count_params() == subclassed.count_params() > 0
     assert [w.shape for w in functional.trainable_weights] == [w.shape for w in subclassed.trainable_weights]
     # Layer names are shared too, so the two variants' weights line up path by path.
@@ -121,8 +125,8 @@ def test_available_lists_every_model_with_its_knobs():
 
 def test_unknown_knob_lists_the_knobs():
     with pytest.raises(models.RegistryError) as err:
-        models.build("cnn", "functional", input_shape=INPUT_SHAPE, num_classes=10,
-                     **knob_values("cnn", "tiny"), kernel=5)
+        net.build("cnn", "functional", input_shape=INPUT_SHAPE, num_classes=10,
+                  **knob_values("cnn", "tiny"), kernel=5)
     assert str(err.value) == ("kernel is not a knob of model 'cnn'; its knobs are: filters, depth, width, dropout,"
                               " activation, l2. Received: kernel=5")
 
@@ -131,28 +135,29 @@ def test_missing_knob_names_it():
     knobs = knob_values("resnet", "tiny")
     del knobs["widths"]
     with pytest.raises(models.RegistryError, match="model 'resnet' needs a value for widths"):
-        models.build("resnet", "subclassed", input_shape=INPUT_SHAPE, num_classes=10, **knobs)
+        net.build("resnet", "subclassed", input_shape=INPUT_SHAPE, num_classes=10, **knobs)
 
 
 def test_unknown_variant_lists_the_variants():
     with pytest.raises(models.RegistryError) as err:
-        models.build("cnn", "subclased", input_shape=INPUT_SHAPE, num_classes=10, **knob_values("cnn", "tiny"))
+        net.build("cnn", "subclased", input_shape=INPUT_SHAPE, num_classes=10, **knob_values("cnn", "tiny"))
     assert str(err.value) == ("model.variant must be one of functional, subclassed."
                               " Received: model.variant=subclased")
 
 
-def test_resnet_builder_rejects_widths_that_do_not_match_stages():
+def test_resnet_definition_rejects_widths_that_do_not_match_stages():
     knobs = {**knob_values("resnet", "tiny"), "widths": [4, 8, 16]}
-    with pytest.raises(models.RegistryError) as err:
-        models.build("resnet", "functional", input_shape=INPUT_SHAPE, num_classes=10, **knobs)
-    assert str(err.value) == ("widths must list one width per stage (2 integers, since stages=2)."
+    with pytest.raises(ConfigError) as err:
+        net.build("resnet", "functional", input_shape=INPUT_SHAPE, num_classes=10, **knobs)
+    assert str(err.value) == ("widths must list one width per stage (2 integers >= 1, since stages=2)."
                               " Received: widths=[4, 8, 16]")
 
 
 def test_register_rejects_a_second_class_under_a_taken_name():
     with pytest.raises(models.RegistryError, match="model 'cnn' is already registered by models.cnn.Cnn"):
         @models.register("cnn")
-        class Impostor(models.Net):  # noqa: F841
+        @dataclasses.dataclass
+        class Impostor(models.Definition):  # noqa: F841
             pass
     assert models.get("cnn").__name__ == "Cnn"
 

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
+import models
 from trainer.cli import resolvers
 from trainer.cli.command import preflight
 from trainer.config.validate import validate
@@ -170,10 +171,7 @@ def _knob_value(name: str):
 
 def _model_overrides():
     def for_model(name):
-        GlobalHydra.instance().clear()
-        with initialize_config_module("conf", version_base="1.3"):
-            knobs = list(compose("config", overrides=[f"model={name}"]).model.knobs)
-        GlobalHydra.instance().clear()
+        knobs = models.knobs(name)
         strategies = [_knob_value(k).map(lambda v, k=k: f"{k}={v}") for k in knobs if _knob_value(k) is not None]
         variant = st.sampled_from(["functional", "subclassed"]).map(lambda v: f"model.variant={v}")
         return st.tuples(st.just(f"model={name}"), variant, *strategies).map(list)
@@ -186,7 +184,7 @@ def _model_overrides():
 def test_accepted_model_settings_really_build(argv):
     import keras
 
-    import models
+    from models import net
 
     code, printed = _preflight(argv)
     if code is not None:  # a knob combination the model rejects (resnet: one width per stage)
@@ -198,8 +196,8 @@ def test_accepted_model_settings_really_build(argv):
     GlobalHydra.instance().clear()
     model_cfg = plain["model"]
     keras.backend.clear_session()
-    model = models.build(model_cfg["name"], model_cfg["variant"], input_shape=(8, 8, 1), num_classes=10,
-                         **model_cfg["knobs"])
+    model = net.build(model_cfg["name"], model_cfg["variant"], input_shape=(8, 8, 1), num_classes=10,
+                      **model_cfg["knobs"])
     out = model(keras.ops.zeros((2, 8, 8, 1)), training=False)
     assert tuple(out.shape) == (2, 10), argv
 

@@ -1,7 +1,7 @@
 """Saving, checked the way users load: every registry model x both variants is saved to `.keras`
 and logged to MLflow here, then ONE fresh Python process (one TensorFlow start-up for the whole
 grid) loads them back: `mlflow.pyfunc.load_model` with none of this project imported, then
-`keras.models.load_model` in safe mode once `models` is imported. Predictions must match."""
+`keras.models.load_model` in safe mode once `models.net.register_all()` has run. Predictions must match."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import models
+from models import net
 from tests.conftest import REPO, tracking_uri
 from tests.test_models import INPUT_SHAPE, NUM_CLASSES, knob_values
 from trainer.tracking import export
@@ -47,7 +48,8 @@ FRESH_PROCESS = textwrap.dedent(
             report[key]["models_file"] = sys.modules["models"].__file__
 
     import keras
-    import models  # registers the project's classes; safe mode stays on
+    from models import net  # with `import models`, registers the project's classes; safe mode stays on
+    net.register_all()
     for entry in manifest["entries"]:
         key = entry["name"] + "/" + entry["variant"]
         model = keras.models.load_model(entry["keras"])
@@ -80,8 +82,8 @@ def saved(tmp_path_factory):
     entries, expected = [], {}
     for name in models.names():
         for variant in models.VARIANTS:
-            model = models.build(name, variant, input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
-                                 **knob_values(name, "l2-tanh-dropout"))
+            model = net.build(name, variant, input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
+                              **knob_values(name, "l2-tanh-dropout"))
             keras_path = root / f"{name}-{variant}.keras"
             model.save(keras_path)
             run = client.create_run(experiment)
@@ -151,8 +153,8 @@ def test_logged_model_keeps_the_keras_file_and_no_pickle(tmp_path):
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("x", artifact_location=f"file://{tmp_path / 'a'}"))
-    model = models.build("cnn", "subclassed", input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
-                         **knob_values("cnn", "tiny"))
+    model = net.build("cnn", "subclassed", input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
+                      **knob_values("cnn", "tiny"))
     model_uri = export.log_model(run, model, np.zeros((2, *INPUT_SHAPE), np.float32))
     local = mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "dl"))
     files = {os.path.relpath(os.path.join(d, f), local) for d, _, fs in os.walk(local) for f in fs}

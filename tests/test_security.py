@@ -99,14 +99,14 @@ def test_model_loading_keeps_safe_mode_and_uses_no_pickle():
 def test_a_model_file_with_python_code_is_refused(tmp_path):
     import keras
 
-    import models
+    from models import saving
 
     inputs = keras.Input((3,))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # arbitrary Python, stored as bytecode
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
     with pytest.raises(ValueError, match="safe_mode"):
-        models.load(path)
+        saving.load(path)
 
 
 # --- network exposure ----------------------------------------------------------------------------

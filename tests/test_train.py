@@ -35,7 +35,7 @@ def test_every_model_and_variant_trains_one_epoch(make_cfg, tmp_path, name, vari
 
 def test_unknown_model_lists_known_names():
     with pytest.raises(models.RegistryError) as err:
-        models.build("resnt", "functional", input_shape=(8, 8, 1), num_classes=10)
+        models.define("resnt", {})
     message = str(err.value)
     for name in models.names():
         assert name in message

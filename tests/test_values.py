@@ -8,6 +8,7 @@ runs the same inputs through the real CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sqlite3
@@ -21,6 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
+import models
+from models import registry
 from trainer.config import checks
 from trainer.config.validate import MAX_SEED, validate
 from trainer.errors import ConfigError
@@ -291,18 +294,49 @@ def test_an_added_top_level_key_is_a_config_key_not_a_knob(make_cfg):
         "depth is not a knob of model 'mlp'; its knobs are: width, activation, l2. Received: depth=3")
 
 
-def test_a_model_of_ones_own_may_declare_new_knobs(make_cfg):
-    plain = validate(make_cfg("model.knobs=[width,activation,l2,units,layout]", "+units=4", "+layout={a:1}"))
+@dataclasses.dataclass
+class _OwnKnobs(models.Definition):
+    """A model of one's own whose knobs are not built-in knob slots, one of them a mapping."""
+
+    width: int
+    activation: str
+    l2: float
+    units: int
+    layout: dict
+
+    def __post_init__(self):
+        self.units = checks.int_at_least("units", self.units, 1)
+
+
+@dataclasses.dataclass
+class _ReservedKnob(models.Definition):
+    epochs: int
+
+
+@pytest.fixture
+def own_models(monkeypatch):
+    """The two models above, registered for one test only (other tests iterate over the registry)."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    models.register("test_own_knobs")(_OwnKnobs)
+    models.register("test_reserved_knob")(_ReservedKnob)
+
+
+def test_a_model_of_ones_own_may_declare_new_knobs_and_checks_them_itself(make_cfg, own_models):
+    own = ("model.name=test_own_knobs", "+layout={a:1}")
+    plain = validate(make_cfg(*own, "+units=4"))
     assert plain["model"]["knobs"] == {"width": 128, "activation": "relu", "l2": 0.0, "units": 4, "layout": {"a": 1}}
     assert "layout" not in plain  # a knob, not a section of the config
+    assert _error(make_cfg, *own, "+units=0") == "units must be an integer >= 1. Received: units=0"
+    assert _error(make_cfg, *own) == ("model 'test_own_knobs' has knob units but its YAML (conf/model/test_own_knobs.yaml"
+                                      " or your --config-dir) gives it no value. Received: units=null")
 
 
-def test_model_knobs_and_name_are_checked(make_cfg):
-    expected = "model.knobs must be a list of distinct knob names such as [width, activation, l2]. Received: model.knobs="
-    for knobs in ("[1]", "[width,width]", "[epochs]", "[tracking]", "['a b']"):
-        assert _error(make_cfg, f"model.knobs={knobs}").startswith(expected), knobs
+def test_model_name_and_knob_names_are_checked(make_cfg, own_models):
     assert _error(make_cfg, "model.name=[mlp]") == (
         "model.name must be the name of a registered model such as mlp. Received: model.name=[mlp]")
+    assert _error(make_cfg, "model.name=test_reserved_knob", "~width", "~activation", "~l2") == (
+        "model 'test_reserved_knob' has a knob named epochs, which is a key of the run config; rename the knob in"
+        " its definition. Received: knob epochs")
 
 
 def test_lists_and_booleans_of_the_wrong_type(make_cfg, monkeypatch, tmp_path):
@@ -339,6 +373,6 @@ def test_long_values_are_cut_with_a_marker(make_cfg):
     cfg = make_cfg()
     for key, value in (("optimizer.learning_rate", long), ("colour", long), ("y" * 5000, 1), ("tracking.uri", long),
                        ("tracking.uri", f"sqlite:///{long}"), ("tracking.experiment", ["a"] * 2000),
-                       ("tracking.artifact_location", f"/{long}/{long}"), ("model.knobs", [long])):
+                       ("tracking.artifact_location", f"/{long}/{long}"), ("model.name", long)):
         message = _message(lambda: validate(_with(cfg, key, value)))
         assert len(message) < 800 and "characters)" in message, (key[:40], message)

@@ -31,7 +31,7 @@ class ResumeError(ConfigError):
         )
 
 
-class RegistryError(ValueError):
+class RegistryError(ConfigError):
     """An unknown model, variant or knob. The message lists what exists."""
 
 
@@ -65,7 +65,7 @@ def ending(err: BaseException, *, tracked: bool) -> Ending:
     lock, is a job the sweep can go on without, not bad input that stops it."""
     if isinstance(err, FolderInUse):
         return Ending(2, str(err), bad_input=True, sweep_goes_on=True)
-    if isinstance(err, (ConfigError, RegistryError)):
+    if isinstance(err, ConfigError):  # RegistryError too
         return Ending(2, str(err), bad_input=True, sweep_goes_on=False)
     storage = _storage_line(err)
     if storage:

@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> dict:
     planned = resume.plan(settings, lock=True)
     try:
         # The TensorFlow boundary: everything below imports TensorFlow, Keras or MLflow.
-        import models
+        from models import net
         from trainer.tracking import artifacts, export, provenance, tracker as tracking
         from trainer.run import distribute, runtime, signals
         from trainer import loops
@@ -60,13 +60,11 @@ def train(cfg: DictConfig) -> dict:
         chief = distribute.is_chief(strategy)  # in a cluster, only the chief records and checkpoints
         runtime.configure(seed=settings["seed"], deterministic=settings["deterministic"], precision=settings["precision"])
         model_cfg, loop_cfg = settings["model"], settings["loop"]
-        if model_cfg["module"]:
-            models.import_model_module(model_cfg["module"])  # a model of the user's own: runs its @register
         data = data_lib.load(**settings["data"], batch_size=settings["batch_size"], seed=settings["seed"])
         runtime.reseed(settings["seed"])
         with strategy.scope():
-            model = models.build(model_cfg["name"], model_cfg["variant"], input_shape=data.input_shape,
-                                 num_classes=data.num_classes, **model_cfg["knobs"])
+            model = net.build(model_cfg["name"], model_cfg["variant"], input_shape=data.input_shape,
+                              num_classes=data.num_classes, **model_cfg["knobs"])
             optimizer = compile_.build_optimizer(settings["optimizer"], settings["schedule"], epochs=settings["epochs"],
                                                  steps_per_epoch=max(1, int(data.train.cardinality())),
                                                  precision=settings["precision"])

@@ -15,3 +15,8 @@ PROGRESS = {"bar": 1, "epoch": 2, "none": 0}
 # data.source -> the module whose open_source(...) reads it (trainer/data/loading.py)
 SOURCES = {"tfds": "trainer.data.tfds_source", "image_folder": "trainer.data.image_folder"}
 VARIANTS = ("functional", "subclassed")  # model.variant (models/registry.py)
+# activation knobs: names keras.activations.get accepts (tests/test_config.py keeps the list honest)
+ACTIVATIONS = (
+    "relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "selu", "leaky_relu", "relu6",
+    "softplus", "softsign", "mish", "hard_sigmoid", "hard_silu", "linear",
+)

@@ -7,6 +7,7 @@ never looks at the DictConfig again.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import stat
@@ -16,6 +17,7 @@ from importlib.resources import files
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+import models
 from trainer.config import checks, choices, training
 from trainer.run import resume
 from trainer.data import settings as data_settings
@@ -23,12 +25,6 @@ from trainer.errors import ConfigError
 
 # Top-level scalars that belong to the run rather than to the model.
 RUN_KEYS = ("seed", "epochs", "batch_size", "deterministic", "precision")
-
-# Keras activation names (keras.activations.get accepts these; a test keeps the list honest).
-ACTIVATIONS = (
-    "relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "selu", "leaky_relu", "relu6",
-    "softplus", "softsign", "mish", "hard_sigmoid", "hard_silu", "linear",
-)
 
 # keras.utils.set_random_seed seeds numpy too, whose seeds are unsigned 32-bit integers.
 MAX_SEED = 2**32 - 1
@@ -64,40 +60,9 @@ def sections() -> tuple[str, ...]:
 
 
 
-def _check_knob(name: str, value):
-    """Range and type rules for the knobs the built-in models share; others pass through."""
-    if name in ("depth", "width"):
-        return checks.int_at_least(name, value, 1)
-    if name == "dropout":
-        return checks.number_in(name, value, 0.0, 1.0)
-    if name == "l2":
-        return checks.number_above(name, value, 0.0, inclusive=True)
-    if name == "activation":
-        return checks.one_of(name, value, ACTIVATIONS)
-    if name in ("filters", "stages"):
-        return checks.int_at_least(name, value, 1)
-    if name == "widths":
-        widths = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
-        if not isinstance(widths, list) or not widths or not all(checks.is_int(w) and w >= 1 for w in widths):
-            raise checks.fail(name, "a list of integers >= 1, one per stage, such as [16,32,64]", value)
-        return widths
-    # A knob of the user's own model: its builder validates it (before the MLflow run starts).
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (ListConfig, DictConfig)) else value
-
-
-def _check_knobs_together(knobs: dict) -> None:
-    """Rules that involve more than one knob."""
-    if "widths" in knobs and "stages" in knobs and len(knobs["widths"]) != knobs["stages"]:
-        stages = knobs["stages"]
-        raise ConfigError(
-            f"widths must list one width per stage ({stages} integers >= 1, since stages={stages})."
-            f" Received: widths={checks.shown(knobs['widths'])}"
-        )
-
-
 def _check_model_module(module) -> None:
-    """`model.module` names the module that registers a model of the user's own; find it
-    without importing it (that would start TensorFlow) so a typo fails in a second."""
+    """`model.module` names the module that registers a model of the user's own; find it before
+    importing it, so a typo fails with the key named rather than an ImportError."""
     import importlib.util
 
     if module is None:
@@ -114,25 +79,27 @@ def _check_model_module(module) -> None:
             "an importable Python module (run from the folder that holds it or put that folder on PYTHONPATH)",
             module,
         )
+    # The user's own code, named by their model YAML: its definition registers the model and its knob
+    # rules. A definition imports no Keras (models/definition.py), so this stays before TensorFlow.
+    models.import_model_module(module)
 
 
-def _declared_knobs(model: DictConfig) -> list[str]:
-    """model.name and model.knobs, the names of the top-level keys the model is built from."""
-    if not isinstance(model.name, str) or not model.name.strip():
-        raise checks.fail("model.name", "the name of a registered model such as mlp", model.name)
-    names = OmegaConf.to_container(model.knobs) if isinstance(model.knobs, ListConfig) else model.knobs
-    reserved = (*RUN_KEYS, *sections())
-    if not isinstance(names, list) or len(set(map(str, names))) != len(names) or not all(
-            isinstance(n, str) and n.isidentifier() and n not in reserved for n in names):
-        # A run setting or a section listed as a knob would be handed to the model builder.
-        raise checks.fail("model.knobs", "a list of distinct knob names such as [width, activation, l2]", model.knobs)
-    return names
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (ListConfig, DictConfig)) else value
 
 
 def model_knobs(cfg: DictConfig) -> dict:
-    """The selected model's knob values; a knob set for a model that does not use it is an error,
-    and a top-level key that is neither a knob slot nor a section is not a config key at all."""
-    declared = _declared_knobs(cfg.model)
+    """The selected model's knob values, checked by the model's own definition (models/<name>.py).
+    A knob set for a model that does not have it is an error, and a top-level key that is neither
+    a knob slot nor a section is not a config key at all."""
+    name = cfg.model.name
+    if not isinstance(name, str) or not name.strip():
+        raise checks.fail("model.name", "the name of a registered model such as mlp", name)
+    declared = models.knobs(name)
+    reserved = [k for k in declared if k in (*RUN_KEYS, *sections())]
+    if reserved:  # a knob named like a run setting or a section would be handed the wrong value
+        raise ConfigError(f"model '{checks.shorten(name)}' has a knob named {reserved[0]}, which is a key of the run"
+                          f" config; rename the knob in its definition. Received: knob {reserved[0]}")
     slots, known_sections = knob_slots(), sections()
     for key, value in cfg.items():
         if key in RUN_KEYS or key in declared or (key in known_sections and isinstance(value, DictConfig)):
@@ -144,19 +111,16 @@ def model_knobs(cfg: DictConfig) -> dict:
             raise checks.unknown_key(key, value)
         if value is not None:
             raise ConfigError(
-                f"{key} is not a knob of model '{checks.shorten(cfg.model.name)}'; its knobs are:"
+                f"{key} is not a knob of model '{checks.shorten(name)}'; its knobs are:"
                 f" {checks.shorten(', '.join(declared) or 'none')}. Received: {key}={checks.shown(value)}"
             )
     missing = [checks.shorten(k) for k in declared if k not in cfg or cfg[k] is None]
     if missing:
-        name = checks.shorten(cfg.model.name)
         raise ConfigError(
-            f"model '{name}' lists knob {missing[0]} in model.knobs but conf/model/{name}.yaml gives it no value."
-            f" Received: {missing[0]}=null"
+            f"model '{checks.shorten(name)}' has knob {missing[0]} but its YAML (conf/model/{checks.shorten(name)}.yaml"
+            f" or your --config-dir) gives it no value. Received: {missing[0]}=null"
         )
-    knobs = {k: _check_knob(k, cfg[k]) for k in declared}
-    _check_knobs_together(knobs)
-    return knobs
+    return models.define(name, {k: _plain(cfg[k]) for k in declared}).knobs()
 
 
 def _other_schemes() -> list[str]:

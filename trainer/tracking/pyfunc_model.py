@@ -9,6 +9,8 @@ model's `code/` folder, loads the `.keras` file in Keras safe mode, and turns ra
 import importlib
 import json
 
+import sys
+
 import keras
 import mlflow
 import numpy as np
@@ -19,9 +21,13 @@ class KerasClassifier(PythonModel):
     def load_context(self, context):
         with open(context.artifacts["serving"]) as f:
             config = json.load(f)
-        # Registers the model's classes with Keras, so safe mode can rebuild a subclassed model.
+        # A subclassed registry model: importing its module registers its definition, and
+        # models/net.py makes the Keras class safe mode rebuilds it with. A functional model
+        # needs neither, so serving it needs nothing of this project.
         for module in config["modules"]:
             importlib.import_module(module)
+        if "models.registry" in sys.modules:
+            importlib.import_module("models.net").register_all()
         self.input_scale = float(config["input_scale"])
         self.model = keras.models.load_model(context.artifacts["keras_model"])
 
