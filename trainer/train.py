@@ -183,12 +183,12 @@ def _restore(planned, model, optimizer, strategy, tracker, *, chief: bool):
     others need no checkpoint of their own."""
     if not planned.enabled:
         return None, 0
-    from trainer.run import checkpoint, distribute
+    from trainer.run import distribute, snapshot
 
     with strategy.scope():  # the optimizer's slots are created, mirrored, before they are restored
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        saver = checkpoint.EpochCheckpoint(planned.directory, model, optimizer, tracker.unconfirmed,
+        saver = snapshot.SnapshotCallback(planned.directory, model, optimizer, tracker.unconfirmed,
                                            every_seconds=planned.every_seconds)
         epochs_done, metrics = saver.restore()
     if not distribute.workers_agree(strategy, epochs_done):

@@ -70,11 +70,11 @@ def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list) -> li
             monitor=schedule["monitor"], factor=schedule["factor"], patience=schedule["patience"],
             min_lr=schedule["min_lr"], mode="max" if "accuracy" in schedule["monitor"] else "min",
         ))
-    best = callbacks["checkpoint"]
-    if best["enabled"]:
+    best_model = callbacks["checkpoint"]  # the user's best model so far, kept as best.keras in the run folder
+    if best_model["enabled"]:
         built.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "best.keras"), monitor=best["monitor"], save_best_only=True,
-            mode="max" if "accuracy" in best["monitor"] else "min",
+            os.path.join(run_dir, "best.keras"), monitor=best_model["monitor"], save_best_only=True,
+            mode="max" if "accuracy" in best_model["monitor"] else "min",
         ))
     return built + list(loggers)
 

@@ -5,7 +5,7 @@ A rerun of the same command gets a new Hydra run folder, so the checkpoint folde
 the run's identity instead: <outputs>/checkpoints/<hash of the resolved config>, leaving out keys
 that do not change what is trained (resume.*, paths.*, callbacks.progress). `resume.dir` overrides
 it. The folder holds `run.json` (the record: the MLflow run id and the identity of the config it
-belongs to), `state.ckpt`, the epoch checkpoint both loops write (trainer/run/checkpoint.py), and
+belongs to), `state.ckpt`, the resume snapshot both loops write (trainer/run/snapshot.py), and
 `lock`, which the process running the command holds. When the run finishes those files are
 deleted (and the folder, if trainer created it and nothing else is in it), so the next identical
 command starts a new run instead of "resuming" a finished one.
@@ -31,11 +31,11 @@ from trainer.errors import ConfigError, FolderInUse, ResumeError
 
 _VOLATILE = (("resume",), ("paths",), ("callbacks", "progress"))
 RECORD = "run.json"
-CHECKPOINT = "state.ckpt"  # trainer/run/checkpoint.py writes it
+SNAPSHOT = "state.ckpt"  # trainer/run/snapshot.py writes it
 LOCK = "lock"  # held (flock) by the process running the command while it runs
 # Every name trainer writes in the folder: the only files a finished run deletes.
-_TEMPORARY = (RECORD + ".tmp", CHECKPOINT + ".partial")
-_WRITTEN = (RECORD, CHECKPOINT, *_TEMPORARY)
+_TEMPORARY = (RECORD + ".tmp", SNAPSHOT + ".partial")
+_WRITTEN = (RECORD, SNAPSHOT, *_TEMPORARY)
 # What a folder may hold before its record exists (a run killed before recording it).
 _BEFORE_RECORD = (LOCK, RECORD + ".tmp")
 _SHOWN_NAMES = 3
@@ -53,7 +53,7 @@ def identity(settings: dict) -> str:
 
 
 def folder(settings: dict) -> str:
-    """The checkpoint folder of this run, absolute."""
+    """The resume folder of this run, absolute."""
     configured = settings["resume"]["dir"]
     return os.path.abspath(configured or os.path.join(settings["paths"]["output_dir"], "checkpoints", identity(settings)))
 
@@ -121,7 +121,7 @@ def _check_place(settings: dict, directory: str) -> None:
 
 
 def check_folder(settings: dict) -> None:
-    """Refuse, in one line and before anything is written, a checkpoint folder this run may not
+    """Refuse, in one line and before anything is written, a resume folder this run may not
     use (see the module docstring). Pure Python: trainer.config.validate calls it."""
     if not settings["resume"]["enabled"]:
         return
@@ -142,7 +142,7 @@ def check_folder(settings: dict) -> None:
         except (OSError, ValueError) as err:
             # A damaged record of ours; but in a folder of the user's, a run.json of theirs.
             if (settings["resume"]["dir"] is None or isinstance(err, UnnamedRecord) or (entries - others) - {RECORD}
-                    or CHECKPOINT in entries):
+                    or SNAPSHOT in entries):
                 raise ResumeError(directory, err) from err
             others.add(RECORD)
         else:
@@ -180,7 +180,7 @@ def _remove(directory: str, name: str) -> None:
 class Resume:
     directory: str | None  # None: resume disabled
     run_id: str | None     # the MLflow run a previous attempt of this command left unfinished
-    every_seconds: float = 0.0  # resume.every_seconds: the least time between two checkpoints
+    every_seconds: float = 0.0  # resume.every_seconds: the least time between two snapshots
     lock: int | None = dataclasses.field(default=None, repr=False)  # the held lock file's descriptor
     identity: str = ""     # of the config, written into the record
     created: bool = False  # trainer made the folder, so it removes it once it is empty
@@ -196,7 +196,7 @@ class Resume:
         if self.lock is None:
             return
         try:
-            if not any(os.path.exists(os.path.join(self.directory, n)) for n in (RECORD, CHECKPOINT)):
+            if not any(os.path.exists(os.path.join(self.directory, n)) for n in (RECORD, SNAPSHOT)):
                 _remove(self.directory, LOCK)  # still held: no other process can be using it
                 self._remove_folder()
         except OSError:
@@ -275,7 +275,7 @@ def plan(settings: dict, *, lock: bool = False) -> Resume:
 
 def _hold(directory: str, settings: dict) -> int:
     """Lock the folder for this process, or fail in one line: two processes running the same
-    command at once would both resume (and write) one checkpoint and one MLflow run. An flock ends
+    command at once would both resume (and write) one snapshot and one MLflow run. An flock ends
     with its process, however it dies, so a killed run never leaves the folder locked."""
     try:
         os.makedirs(directory, exist_ok=True)
@@ -296,12 +296,6 @@ def _hold(directory: str, settings: dict) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
     return fd
-
-
-def seed_states(model) -> list:
-    """The RNG state of every layer (dropout masks): not part of model.weights, but a resumed run
-    must draw the same masks as an uninterrupted one."""
-    return [g.state for layer in model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
 
 
 def replay_shuffles(dataset, epochs_done: int) -> None:
