@@ -101,12 +101,12 @@ def train(cfg: DictConfig) -> dict:
                 history, test_metrics = loops.get(loop_cfg["name"]).run(
                     model, data, epochs=settings["epochs"], optimizer=optimizer, strategy=strategy,
                     callbacks=callbacks_lib.build(settings["callbacks"], settings["schedule"], run_dir=job.run_dir,
-                                                  loggers=loggers),
+                                                  loggers=loggers, snapshot_callback=saver),
                     steps_per_execution=loop_cfg["steps_per_execution"],
                     jit_compile=compile_.resolve_jit_compile(loop_cfg["jit_compile"],
                                                              distributed=not distribute.is_default(strategy)),
                     verbose=callbacks_lib.verbosity(settings["callbacks"]["progress"]),
-                    checkpoint=saver, initial_epoch=epochs_done,
+                    initial_epoch=epochs_done,
                 )
 
                 # ==============================================================================
