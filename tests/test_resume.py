@@ -195,10 +195,29 @@ def test_a_finished_run_removes_only_what_trainer_made(make_cfg, tmp_path):
     existing, new = tmp_path / "existing", tmp_path / "new" / "checkpoints"
     existing.mkdir()
     for folder in (existing, new):
-        held = resume.plan({**settings, "resume": {**settings["resume"], "dir": str(folder)}}, lock=True)
-        held.record_run("0123")
-        (folder / snapshot.FILE).write_bytes(b"state")
-        held.finish()
-        held.release()
+        with resume.plan({**settings, "resume": {**settings["resume"], "dir": str(folder)}}, lock=True) as held:
+            held.record_run("0123", chief=True)
+            (folder / snapshot.FILE).write_bytes(b"state")
+            held.finish(chief=True)
     assert existing.is_dir() and not list(existing.iterdir())  # the user's folder, as it was
     assert not new.exists() and (tmp_path / "new").is_dir()
+
+
+def test_only_the_chief_writes_the_resume_folder(make_cfg):
+    """A cluster's other workers share the chief's folder: they neither record the run nor finish it."""
+    from trainer.run import resume
+    from trainer.config.validate import validate
+
+    settings = validate(make_cfg("model=mlp", "width=8"))
+    with resume.plan(settings, lock=True) as planned:
+        record = Path(planned.directory) / resume.RECORD
+        planned.record_run("0123", chief=False)
+        assert not record.exists()
+        planned.record_run("0123", chief=True)
+        planned.finish(chief=False)
+        assert record.exists()
+        planned.finish(chief=True)
+        assert not record.exists()
+    assert not Path(planned.directory).exists()
+    off = resume.plan({**settings, "resume": {**settings["resume"], "enabled": False}})
+    assert off.restore(None, None, None, None, chief=True) == (None, 0)  # nothing built is touched

@@ -1,20 +1,5 @@
-"""Where a run's resume checkpoint lives, which MLflow run and which config it belongs to, and how a
-resumed run replays what the killed one already did.
-
-A rerun of the same command gets a new Hydra run folder, so the checkpoint folder is derived from
-the run's identity instead: <outputs>/checkpoints/<hash of the resolved config>, leaving out keys
-that do not change what is trained (resume.*, paths.*, callbacks.progress). `resume.dir` overrides
-it. The folder holds `run.json` (the record: the MLflow run id and the identity of the config it
-belongs to), `state.ckpt`, the resume snapshot both loops write (trainer/run/snapshot.py), and
-`lock`, which the process running the command holds. When the run finishes those files are
-deleted (and the folder, if trainer created it and nothing else is in it), so the next identical
-command starts a new run instead of "resuming" a finished one.
-
-Only files trainer wrote are ever deleted: `check_folder` (called by trainer.config.validate,
-before TensorFlow loads) refuses a `resume.dir` that holds files and no record of ours, one that
-holds the working folder or the project's outputs, a mount point, a file, an unwritable place, and
-a folder whose record names another config.
-"""
+"""Resuming a killed run, behind one interface that `train` calls in run order: `plan` (before
+TensorFlow loads), then the plan's `record_run`, `restore`, `finish` and `release`."""
 
 from __future__ import annotations
 
@@ -42,7 +27,8 @@ _SHOWN_NAMES = 3
 
 
 def identity(settings: dict) -> str:
-    """A short hash of what the run trains: the same command gives the same hash."""
+    """A short hash of what the run trains: the same command gives the same hash, whatever it
+    changes in keys that do not change what is trained (resume.*, paths.*, callbacks.progress)."""
     kept = copy.deepcopy(settings)
     for path in _VOLATILE:
         node = kept
@@ -53,7 +39,10 @@ def identity(settings: dict) -> str:
 
 
 def folder(settings: dict) -> str:
-    """The resume folder of this run, absolute."""
+    """The resume folder of this run, absolute: `resume.dir`, or <outputs>/checkpoints/<identity>,
+    since a rerun of the same command gets a new Hydra run folder but keeps its identity. It holds
+    the record (`run.json`: the MLflow run id and the config's identity), the snapshot
+    (`state.ckpt`, trainer/run/snapshot.py) and `lock`, held by the process running the command."""
     configured = settings["resume"]["dir"]
     return os.path.abspath(configured or os.path.join(settings["paths"]["output_dir"], "checkpoints", identity(settings)))
 
@@ -121,8 +110,11 @@ def _check_place(settings: dict, directory: str) -> None:
 
 
 def check_folder(settings: dict) -> None:
-    """Refuse, in one line and before anything is written, a resume folder this run may not
-    use (see the module docstring). Pure Python: trainer.config.validate calls it."""
+    """Refuse, in one line and before anything is written, a resume folder this run may not use.
+    A finished run empties its folder, so only a folder whose files trainer wrote will do: a
+    `resume.dir` that holds files and no record of ours is refused, and so is one that holds the
+    working folder or the project's outputs, a mount point, a file, an unwritable place, and a
+    folder whose record names another config. Pure Python: trainer.config.validate calls it."""
     if not settings["resume"]["enabled"]:
         return
     directory = folder(settings)
@@ -178,6 +170,11 @@ def _remove(directory: str, name: str) -> None:
 
 @dataclasses.dataclass
 class Resume:
+    """This command's resume plan (`plan`): its folder, held while the run trains, and the MLflow
+    run it continues. In a multi-worker cluster every worker restores the chief's snapshot (the
+    workers hold one model in lockstep), and only the chief writes the folder: saving needs no
+    collective op, so the others need no snapshot of their own."""
+
     directory: str | None  # None: resume disabled
     run_id: str | None     # the MLflow run a previous attempt of this command left unfinished
     every_seconds: float = 0.0  # resume.every_seconds: the least time between two snapshots
@@ -189,8 +186,14 @@ class Resume:
     def enabled(self) -> bool:
         return self.directory is not None
 
+    def __enter__(self) -> "Resume":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
     def release(self) -> None:
-        """Let go of the folder. With nothing in it to resume (a finished run, or one that never
+        """Let go of the folder, however the run ended. With nothing in it to resume (a finished run, or one that never
         recorded anything), the lock file goes too, and the folder if trainer made it and nothing
         else is in it."""
         if self.lock is None:
@@ -211,9 +214,12 @@ class Resume:
             except OSError:
                 pass
 
-    def record_run(self, run_id: str | None) -> None:
-        """Write the record (None: tracking is off); it also names the config, so no other config
-        resumes from this folder."""
+    def record_run(self, run_id: str | None, *, chief: bool) -> None:
+        """Write the record right after the MLflow run exists, so a kill from then on resumes that
+        run (None: tracking is off); it also names the config, so no other config resumes from
+        this folder."""
+        if not (self.enabled and chief):
+            return
         os.makedirs(self.directory, exist_ok=True)
         tmp = os.path.join(self.directory, RECORD + ".tmp")
         try:
@@ -227,8 +233,35 @@ class Resume:
             raise
         sync_folder(self.directory)
 
-    def finish(self) -> None:
-        """The run ended FINISHED: nothing is left to resume. Only the files trainer wrote go."""
+    def restore(self, model, optimizer, strategy, tracker, *, chief: bool):
+        """(the callback that writes this run's snapshots, None on a worker other than the chief;
+        the epochs the snapshot had completed), with the snapshot restored into the model and
+        optimizer and the metrics the killed attempt logged but the store may not have received
+        logged again; (None, 0) with resume off. An unusable snapshot raises ResumeError."""
+        if not self.enabled:
+            return None, 0
+        # The TensorFlow side of resuming; imported here so that check_folder, on the fast path,
+        # stays free of it (pyproject.toml's import contract lets this import through).
+        from trainer.run import distribute, snapshot
+
+        with strategy.scope():  # the optimizer's slots are created, mirrored, before they are restored
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
+            callback = snapshot.SnapshotCallback(self.directory, model, optimizer, tracker.unconfirmed,
+                                                 every_seconds=self.every_seconds)
+            epochs_done, unconfirmed = callback.restore()
+        if not distribute.workers_agree(strategy, epochs_done):
+            raise ResumeError(self.directory, ValueError(
+                f"this worker found {epochs_done} completed epochs there and another worker found a different"
+                " number; every worker must read the chief's checkpoint: set resume.dir to storage all of them share"))
+        tracker.replay(unconfirmed)
+        return (callback if chief else None), epochs_done
+
+    def finish(self, *, chief: bool) -> None:
+        """The run ended FINISHED: nothing is left to resume, so the next identical command starts a
+        new run. Only the files trainer wrote go."""
+        if not (self.enabled and chief):
+            return
         for name in _WRITTEN:
             _remove(self.directory, name)
         if self.lock is None:  # not held (a multi-worker chief): nothing else will remove the folder
