@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> dict:
         #    other TensorFlow op), seeds, the data, then model and optimizer inside the strategy's
         #    scope, so their variables are mirrored over its replicas.
         strategy = distribute.build(settings["strategy"], batch_size=settings["batch_size"], loop=settings["loop"])
-        chief = distribute.is_chief(strategy)  # in a cluster, only the chief tracks the run and writes the resume folder
+        chief = distribute.is_chief(strategy)  # only the chief tracks the run and writes the resume folder
         runtime.configure(seed=settings["seed"], deterministic=settings["deterministic"], precision=settings["precision"])
         model_cfg, loop_cfg = settings["model"], settings["loop"]
         if model_cfg["module"]:
