@@ -1,10 +1,5 @@
-"""`train(cfg) -> metrics`: the lifecycle of one run, top to bottom in `train`.
-
-What can fail on bad input (the config, the tracking store, the resume folder) is checked before
-TensorFlow loads and before any MLflow run exists, so a refused command leaves nothing behind.
-From the moment the run exists it ends with a status: FINISHED, FAILED (with its traceback) or
-KILLED (Ctrl-C, SIGTERM), and every metric logged before a failure is kept.
-"""
+"""`train(cfg) -> metrics`: the lifecycle of one run, top to bottom in `train`, from the config to
+the run's final status in MLflow."""
 
 from __future__ import annotations
 
@@ -27,6 +22,10 @@ class _Job:
 
 
 def train(cfg: DictConfig) -> dict:
+    """What can fail on bad input (the config, the tracking store, the resume folder) is checked
+    before TensorFlow loads and before any MLflow run exists, so a refused command leaves nothing
+    behind. From the moment the run exists it ends with a status: FINISHED, FAILED (with its
+    traceback) or KILLED (Ctrl-C, SIGTERM), and every metric logged before a failure is kept."""
     # ==========================================================================================
     # 1. Validate: the whole config, then the store it names (a server that is down or refuses
     #    the credentials, a path that is not an MLflow database), before TensorFlow loads.

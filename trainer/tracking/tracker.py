@@ -1,9 +1,5 @@
-"""MLflow tracking with our own code (MLflow's autolog only patches `fit`, and not Keras 3.15).
-
-A `Tracker` owns one MLflow run from creation to its final status; `EpochLogger` and
-`StepLogger` are Keras callbacks, so both loops log the same metrics the same way.
-`create(settings)` returns a `NoTracker` when `tracking.enabled=false`: nothing reaches MLflow.
-"""
+"""The MLflow run of a training run: `Tracker` owns it from creation to its final status, and the
+`EpochLogger` and `StepLogger` callbacks log both loops' metrics the same way."""
 
 from __future__ import annotations
 
@@ -145,6 +141,8 @@ class StepLogger(keras.callbacks.Callback):
 
 
 class Tracker:
+    """One MLflow run, logged by our own code: MLflow's autolog patches only `fit` (and not Keras 3.15)."""
+
     enabled = True
 
     def __init__(self, *, uri: str, artifact_location: str | None, experiment: str):
