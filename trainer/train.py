@@ -1,5 +1,5 @@
-"""`train(cfg) -> metrics`: the lifecycle of one run, top to bottom in `train`, from the config to
-the run's final status in MLflow."""
+"""`train(cfg) -> metrics`: the lifecycle of one run, top to bottom in `train`. Bad input is refused
+before TensorFlow loads and before any MLflow run exists; once the run exists, it ends with a status."""
 
 from __future__ import annotations
 
@@ -22,10 +22,6 @@ class _Job:
 
 
 def train(cfg: DictConfig) -> dict:
-    """What can fail on bad input (the config, the tracking store, the resume folder) is checked
-    before TensorFlow loads and before any MLflow run exists, so a refused command leaves nothing
-    behind. From the moment the run exists it ends with a status: FINISHED, FAILED (with its
-    traceback) or KILLED (Ctrl-C, SIGTERM), and every metric logged before a failure is kept."""
     # ==========================================================================================
     # 1. Validate: the whole config, then the store it names (a server that is down or refuses
     #    the credentials, a path that is not an MLflow database), before TensorFlow loads.
@@ -36,9 +32,8 @@ def train(cfg: DictConfig) -> dict:
 
     # ==========================================================================================
     # 2. Plan the resume. Resuming (trainer/run/resume.py) takes five steps, in this order:
-    #      (1) plan, here, still before Keras loads: hold this command's resume folder and read
-    #          which MLflow run it continues (a bad record, or the same command already running,
-    #          fails here);
+    #      (1) plan, here, before Keras loads: hold this command's resume folder, read which MLflow
+    #          run it continues (a bad record, or the same command running elsewhere, fails here);
     #      (2) record_run, right after the MLflow run exists: from then on a kill resumes that run;
     #      (3) restore, once the model and optimizer are built: the snapshot into them, and the
     #          metrics the killed attempt logged that the store may not have received;
