@@ -183,14 +183,14 @@ def test_killed_cluster_resumes_on_every_worker(tmp_path, tfds_dir):
     continues from it on both (worker 1 reads the chief's folder), into the same MLflow run."""
     import signal
 
-    from trainer.run import checkpoint
+    from trainer.run import snapshot
 
     args = (*ARGS[:-2], "epochs=4", "batch_size=16", "loop=fit", "resume.every_seconds=0")
     _prepare_digits(tmp_path, tfds_dir)
     root = tmp_path / "cluster"
     workers = _start_cluster(root, tfds_dir, *args)
     deadline = time.monotonic() + TIMEOUT
-    while not list((root / "outputs" / "checkpoints").glob(f"*/{checkpoint.FILE}")):
+    while not list((root / "outputs" / "checkpoints").glob(f"*/{snapshot.FILE}")):
         assert all(p.poll() is None for p, _, _ in workers), "a worker ended before the first checkpoint"
         assert time.monotonic() < deadline, f"no checkpoint after {TIMEOUT} s"
         time.sleep(0.02)

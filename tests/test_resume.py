@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer.run import checkpoint
+from trainer.run import snapshot
 from trainer.train import train
 
 # Dropout on, so the layers' RNG state must survive the kill too; small batches so that an
@@ -61,7 +61,7 @@ def test_killed_run_resumes_into_the_same_run_and_weights(make_cfg, tmp_path, tf
     root.mkdir()
     command = _command(root, tfds_dir, loop)
     checkpoints = root / "outputs" / "checkpoints"
-    _kill_after_first_checkpoint(command, checkpoints, checkpoint.FILE)
+    _kill_after_first_checkpoint(command, checkpoints, snapshot.FILE)
     client, killed = _only_run(root)
     assert killed.info.status == "RUNNING"  # SIGKILL gives no chance to end it
 
@@ -89,11 +89,11 @@ def test_corrupt_checkpoint_is_one_clear_error_and_left_untouched(make_cfg, tmp_
     cfg = make_cfg("model=mlp", "width=8", f"loop={loop}")
     directory = Path(resume.plan(validate(cfg)).directory)
     directory.mkdir(parents=True)
-    (directory / checkpoint.FILE).write_bytes(b"not a checkpoint")
+    (directory / snapshot.FILE).write_bytes(b"not a checkpoint")
 
     with pytest.raises(resume.ResumeError, match="cannot resume from the checkpoint in .* It was left untouched"):
         train(cfg)
-    assert (directory / checkpoint.FILE).read_bytes() == b"not a checkpoint"
+    assert (directory / snapshot.FILE).read_bytes() == b"not a checkpoint"
     _, run = _only_run(tmp_path)
     assert run.info.status == "FAILED"
 
@@ -148,7 +148,7 @@ def test_a_run_killed_before_its_first_checkpoint_retrains_in_the_same_run_one_v
     client, killed = _only_run(tmp_path)
     assert killed.info.status == "KILLED"
     (folder,) = (tmp_path / "outputs" / "checkpoints").iterdir()
-    assert not (folder / checkpoint.FILE).exists()  # the kill came before the first checkpoint was due
+    assert not (folder / snapshot.FILE).exists()  # the kill came before the first checkpoint was due
     first = {m.step: m.value for m in client.get_metric_history(killed.info.run_id, "loss")}
     assert sorted(first) == [0, 1]
 
@@ -195,10 +195,29 @@ def test_a_finished_run_removes_only_what_trainer_made(make_cfg, tmp_path):
     existing, new = tmp_path / "existing", tmp_path / "new" / "checkpoints"
     existing.mkdir()
     for folder in (existing, new):
-        held = resume.plan({**settings, "resume": {**settings["resume"], "dir": str(folder)}}, lock=True)
-        held.record_run("0123")
-        (folder / checkpoint.FILE).write_bytes(b"state")
-        held.finish()
-        held.release()
+        with resume.plan({**settings, "resume": {**settings["resume"], "dir": str(folder)}}, lock=True) as held:
+            held.record_run("0123", chief=True)
+            (folder / snapshot.FILE).write_bytes(b"state")
+            held.finish(chief=True)
     assert existing.is_dir() and not list(existing.iterdir())  # the user's folder, as it was
     assert not new.exists() and (tmp_path / "new").is_dir()
+
+
+def test_only_the_chief_writes_the_resume_folder(make_cfg):
+    """A cluster's other workers share the chief's folder: they neither record the run nor finish it."""
+    from trainer.run import resume
+    from trainer.config.validate import validate
+
+    settings = validate(make_cfg("model=mlp", "width=8"))
+    with resume.plan(settings, lock=True) as planned:
+        record = Path(planned.directory) / resume.RECORD
+        planned.record_run("0123", chief=False)
+        assert not record.exists()
+        planned.record_run("0123", chief=True)
+        planned.finish(chief=False)
+        assert record.exists()
+        planned.finish(chief=True)
+        assert not record.exists()
+    assert not Path(planned.directory).exists()
+    off = resume.plan({**settings, "resume": {**settings["resume"], "enabled": False}})
+    assert off.restore(None, None, None, None, chief=True) == (None, 0)  # nothing built is touched

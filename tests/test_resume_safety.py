@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, tracking_uri, without_tensorflow
-from trainer.run import checkpoint
+from trainer.run import snapshot
 from trainer.tracking import stale
 
 FAULTS = str(REPO / "tests" / "faults")
@@ -104,18 +104,18 @@ def test_a_users_folder_is_used_emptied_of_only_trainers_files_and_never_given_t
     assert _snapshot(mine) == left
 
     # 3. A checkpoint whose header is not JSON is the resume error, and is kept as it is.
-    good = (mine / checkpoint.FILE).read_bytes()
-    malformed = checkpoint._MAGIC + (9).to_bytes(8, "little") + b"{not json" + good[-100:]
-    (mine / checkpoint.FILE).write_bytes(malformed)
+    good = (mine / snapshot.FILE).read_bytes()
+    malformed = snapshot._MAGIC + (9).to_bytes(8, "little") + b"{not json" + good[-100:]
+    (mine / snapshot.FILE).write_bytes(malformed)
     refused = cli(*run)
     line = _line(refused)
     assert line.startswith(f"error: cannot resume from the checkpoint in {mine} (ValueError: the header is malformed")
-    assert (mine / checkpoint.FILE).read_bytes() == malformed
+    assert (mine / snapshot.FILE).read_bytes() == malformed
     assert client.get_run(record["run_id"]).info.status == "FAILED"
 
     # 4. Repaired, with a file of the user's added, and stale-looking runs in the store: the same
     # command resumes its run to FINISHED; afterwards only the user's file is left.
-    (mine / checkpoint.FILE).write_bytes(good)
+    (mine / snapshot.FILE).write_bytes(good)
     (mine / "keep.txt").write_text("the user's")
     gone = subprocess.Popen(["true"])
     gone.wait()

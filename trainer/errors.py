@@ -17,11 +17,11 @@ class DataUnavailable(ConfigError):
 
 
 class FolderInUse(ConfigError):
-    """The same command is running in another process, which holds its checkpoint folder."""
+    """The same command is running in another process, which holds its resume folder."""
 
 
 class ResumeError(ConfigError):
-    """A checkpoint exists but cannot be used; it is left untouched for the user to inspect."""
+    """A resume record or snapshot exists but cannot be used; it is left untouched for the user to inspect."""
 
     def __init__(self, directory: str, cause):
         super().__init__(

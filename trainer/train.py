@@ -1,10 +1,5 @@
-"""`train(cfg) -> metrics`: the lifecycle of one run, top to bottom in `train`.
-
-What can fail on bad input (the config, the tracking store, the resume folder) is checked before
-TensorFlow loads and before any MLflow run exists, so a refused command leaves nothing behind.
-From the moment the run exists it ends with a status: FINISHED, FAILED (with its traceback) or
-KILLED (Ctrl-C, SIGTERM), and every metric logged before a failure is kept.
-"""
+"""`train(cfg) -> metrics`: the lifecycle of one run, top to bottom in `train`. Bad input is refused
+before TensorFlow loads and before any MLflow run exists; once the run exists, it ends with a status."""
 
 from __future__ import annotations
 
@@ -36,11 +31,15 @@ def train(cfg: DictConfig) -> dict:
     job = _hydra_job()
 
     # ==========================================================================================
-    # 2. Plan the resume: hold this command's checkpoint folder and read which MLflow run it
-    #    continues. A bad record, or the same command already running, fails here, still before
-    #    Keras loads.
-    planned = resume.plan(settings, lock=True)
-    try:
+    # 2. Plan the resume. Resuming (trainer/run/resume.py) takes five steps, in this order:
+    #      (1) plan, here, before Keras loads: hold this command's resume folder, read which MLflow
+    #          run it continues (a bad record, or the same command running elsewhere, fails here);
+    #      (2) record_run, right after the MLflow run exists: from then on a kill resumes that run;
+    #      (3) restore, once the model and optimizer are built: the snapshot into them, and the
+    #          metrics the killed attempt logged that the store may not have received;
+    #      (4) finish, once the run has ended FINISHED: nothing is left to resume;
+    #      (5) release, on leaving the `with` however the run ended: the lock, and an empty folder.
+    with resume.plan(settings, lock=True) as planned:
         # The TensorFlow boundary: everything below imports TensorFlow, Keras or MLflow.
         from models import net
         from trainer.tracking import artifacts, export, provenance, tracker as tracking
@@ -57,7 +56,7 @@ def train(cfg: DictConfig) -> dict:
         #    other TensorFlow op), seeds, the data, then model and optimizer inside the strategy's
         #    scope, so their variables are mirrored over its replicas.
         strategy = distribute.build(settings["strategy"], batch_size=settings["batch_size"], loop=settings["loop"])
-        chief = distribute.is_chief(strategy)  # in a cluster, only the chief records and checkpoints
+        chief = distribute.is_chief(strategy)  # only the chief tracks the run and writes the resume folder
         runtime.configure(seed=settings["seed"], deterministic=settings["deterministic"], precision=settings["precision"])
         model_cfg, loop_cfg = settings["model"], settings["loop"]
         data = data_lib.load(**settings["data"], batch_size=settings["batch_size"], seed=settings["seed"])
@@ -71,7 +70,7 @@ def train(cfg: DictConfig) -> dict:
 
         # ======================================================================================
         # 4. Start tracking: open the MLflow run (or reopen the one being resumed), record what
-        #    it trains, and restore the resume checkpoint into the model and optimizer.
+        #    it trains, and restore the resume snapshot into the model and optimizer.
         tracker = tracking.create(settings["tracking"]) if chief else tracking.NoTracker()
         tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=loop_cfg["name"],
                                    dataset=data.name)
@@ -85,26 +84,25 @@ def train(cfg: DictConfig) -> dict:
                 run_id = tracker.start(params={k: v for k, v in settings.items() if k not in ("tracking", "paths", "sweep")},
                                        tags=tags, run_name=provenance.child_run_name(job.overrides, job.num),
                                        resume_run_id=planned.run_id)
-                if planned.enabled and chief:
-                    planned.record_run(run_id)
+                planned.record_run(run_id, chief=chief)
                 data_lib.log_input(tracker, data)
                 tracker.log_text(OmegaConf.to_yaml(settings), "config.yaml")
                 tracker.log_text("\n".join(job.overrides) + "\n", "overrides.txt")
                 tracker.log_text(export.summary_text(model), "model_summary.txt")
-                saver, epochs_done = _restore(planned, model, optimizer, strategy, tracker, chief=chief)
+                snapshot_callback, epochs_done = planned.restore(model, optimizer, strategy, tracker, chief=chief)
 
                 # ==============================================================================
                 # 5. Run the loop: `fit` or the GradientTape loop, with the same callbacks, from
-                #    the epoch the checkpoint had reached.
+                #    the epoch the snapshot had reached.
                 history, test_metrics = loops.get(loop_cfg["name"]).run(
                     model, data, epochs=settings["epochs"], optimizer=optimizer, strategy=strategy,
                     callbacks=callbacks_lib.build(settings["callbacks"], settings["schedule"], run_dir=job.run_dir,
-                                                  loggers=loggers),
+                                                  loggers=loggers, snapshot_callback=snapshot_callback),
                     steps_per_execution=loop_cfg["steps_per_execution"],
                     jit_compile=compile_.resolve_jit_compile(loop_cfg["jit_compile"],
                                                              distributed=not distribute.is_default(strategy)),
                     verbose=callbacks_lib.verbosity(settings["callbacks"]["progress"]),
-                    checkpoint=saver, initial_epoch=epochs_done,
+                    initial_epoch=epochs_done,
                 )
 
                 # ==============================================================================
@@ -122,10 +120,7 @@ def train(cfg: DictConfig) -> dict:
             # ==================================================================================
             # 7. End with a status: the run is FINISHED (`_ends_run`), so nothing is left to
             #    resume; the next identical command starts a new run.
-            if planned.enabled and chief:
-                planned.finish()
-    finally:
-        planned.release()
+            planned.finish(chief=chief)
     final = {**{k: float(v[-1]) for k, v in history.items()}, **test_metrics}
     _report(tracker, final, job.run_dir, chief=chief)
     return final
@@ -170,31 +165,6 @@ def _ends_run(tracker, run_dir: str):
         tracker.end(tracking.KILLED if isinstance(err, KeyboardInterrupt) else tracking.FAILED, err)
         raise
     tracker.end(tracking.FINISHED)
-
-
-def _restore(planned, model, optimizer, strategy, tracker, *, chief: bool):
-    """(the resume checkpoint callback, epochs it had completed), restored into the model and
-    optimizer, or (None, 0) with resume off. A corrupt or mismatched checkpoint raises ResumeError.
-
-    In a multi-worker cluster every worker restores the chief's checkpoint (the workers hold one
-    model in lockstep), and only the chief writes it: saving needs no collective op, so the
-    others need no checkpoint of their own."""
-    if not planned.enabled:
-        return None, 0
-    from trainer.run import checkpoint, distribute
-
-    with strategy.scope():  # the optimizer's slots are created, mirrored, before they are restored
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
-        saver = checkpoint.EpochCheckpoint(planned.directory, model, optimizer, tracker.unconfirmed,
-                                           every_seconds=planned.every_seconds)
-        epochs_done, metrics = saver.restore()
-    if not distribute.workers_agree(strategy, epochs_done):
-        raise resume.ResumeError(planned.directory, ValueError(
-            f"this worker found {epochs_done} completed epochs there and another worker found a different"
-            " number; every worker must read the chief's checkpoint: set resume.dir to storage all of them share"))
-    tracker.replay(metrics)  # what the killed attempt logged but the store may not have received
-    return (saver if chief else None), epochs_done
 
 
 def _report(tracker, metrics: dict, run_dir: str, *, chief: bool) -> None:

@@ -11,7 +11,7 @@ import filelock
 from trainer.errors import ConfigError, DataUnavailable
 
 # TFDS serves prepared datasets from this mirror and most source files from Google storage too;
-# one TCP connect tells "offline" apart in seconds, where TFDS itself retries for ~3.5 minutes.
+# one TCP connect tells "offline" apart in seconds, where TFDS itself retries for minutes.
 # TRAINER_NETWORK_PROBE=host:port probes another address (a proxy; the tests' closed local port).
 _PROBE_HOST = ("storage.googleapis.com", 443)
 _PROBE_ENV = "TRAINER_NETWORK_PROBE"

@@ -53,9 +53,12 @@ def verbosity(progress: str) -> int:
     return PROGRESS[progress]
 
 
-def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list) -> list[keras.callbacks.Callback]:
+def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list,
+          snapshot_callback: keras.callbacks.Callback | None = None) -> list[keras.callbacks.Callback]:
     """The run's callbacks in the order they fire; `loggers` (MLflow) come after anything that
-    adds to the epoch's logs, such as ReduceLROnPlateau's learning_rate."""
+    adds to the epoch's logs, such as ReduceLROnPlateau's learning_rate, and the resume snapshot's
+    callback (None: resume is off, or this worker does not write) comes last, so a saved epoch is
+    one every other callback has seen."""
     built: list[keras.callbacks.Callback] = [RaiseLostSignal()]
     if callbacks["terminate_on_nan"]:
         built.append(StopOnNonFiniteLoss())
@@ -70,13 +73,13 @@ def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list) -> li
             monitor=schedule["monitor"], factor=schedule["factor"], patience=schedule["patience"],
             min_lr=schedule["min_lr"], mode="max" if "accuracy" in schedule["monitor"] else "min",
         ))
-    best = callbacks["checkpoint"]
-    if best["enabled"]:
+    best_model = callbacks["checkpoint"]  # the user's best model so far, kept as best.keras in the run folder
+    if best_model["enabled"]:
         built.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "best.keras"), monitor=best["monitor"], save_best_only=True,
-            mode="max" if "accuracy" in best["monitor"] else "min",
+            os.path.join(run_dir, "best.keras"), monitor=best_model["monitor"], save_best_only=True,
+            mode="max" if "accuracy" in best_model["monitor"] else "min",
         ))
-    return built + list(loggers)
+    return built + list(loggers) + ([snapshot_callback] if snapshot_callback is not None else [])
 
 
 def callback_list(callbacks: list, *, model, epochs: int, steps: int | None, verbose: int) -> keras.callbacks.CallbackList:

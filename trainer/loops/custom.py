@@ -43,9 +43,8 @@ def _num_batches(dataset: tf.data.Dataset) -> int:
 
 
 def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
-        jit_compile: bool, verbose: int, checkpoint=None, initial_epoch: int = 0) -> tuple[dict, dict]:
-    """`checkpoint`: the resume checkpoint (trainer/run/checkpoint.py), already restored;
-    `initial_epoch`: the epochs it had completed."""
+        jit_compile: bool, verbose: int, initial_epoch: int = 0) -> tuple[dict, dict]:
+    """`initial_epoch`: the epochs a resumed run had completed (its snapshot already restored)."""
     spe = steps_per_execution
     with strategy.scope():
         # Build the optimizer's slots now, inside the scope, so they are mirrored and restorable.
@@ -57,8 +56,7 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     model.optimizer = optimizer
     sizes = {name: _num_batches(getattr(data, name)) for name in ("train", "validation", "test")}
     feed = setup.prepare(model, data, feed=lambda split: distribute.distribute(strategy, split), callbacks=callbacks,
-                         checkpoint=checkpoint, epochs=epochs, initial_epoch=initial_epoch, steps=sizes["train"],
-                         verbose=verbose)
+                         epochs=epochs, initial_epoch=initial_epoch, steps=sizes["train"], verbose=verbose)
     train, validation, cbs = feed.train, feed.validation, feed.callbacks
     model.stop_training = False
     cbs.on_train_begin()

@@ -8,17 +8,15 @@ from trainer.run import distribute
 
 
 def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
-        jit_compile: bool, verbose: int, checkpoint=None, initial_epoch: int = 0) -> tuple[dict, dict]:
-    """`checkpoint`: the resume checkpoint (trainer/run/checkpoint.py), already restored;
-    `initial_epoch`: the epochs it had completed."""
+        jit_compile: bool, verbose: int, initial_epoch: int = 0) -> tuple[dict, dict]:
+    """`initial_epoch`: the epochs a resumed run had completed (its snapshot already restored)."""
     with strategy.scope():
         model.compile(optimizer=optimizer, loss=compile_.build_loss(), metrics=compile_.build_metrics(),
                       steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     steps = int(data.train.cardinality()) if int(data.train.cardinality()) >= 0 else None
     # Keras distributes the splits itself; under a strategy they are only sharded by example.
     feed = setup.prepare(model, data, feed=(lambda split: split) if distribute.is_default(strategy) else distribute.shardable,
-                         callbacks=callbacks, checkpoint=checkpoint, epochs=epochs, initial_epoch=initial_epoch,
-                         steps=steps, verbose=verbose)
+                         callbacks=callbacks, epochs=epochs, initial_epoch=initial_epoch, steps=steps, verbose=verbose)
     # steps_per_epoch: without it, fit makes two training iterators per epoch (one as an epoch
     # ends, dropped, and a new one as the next begins), and each instantiates the augmentation's
     # `map` function again (CPU a tiny model's epoch notices); with it, fit keeps the first.

@@ -1,7 +1,6 @@
 """What both loops do around their epochs, written once so that `fit` and the GradientTape loop
-cannot drift apart: the splits as the strategy feeds them, the resume checkpoint as the last
-callback, the shuffle orders a resumed run has already used, the callback container, and the test
-metrics."""
+cannot drift apart: the splits as the strategy feeds them, the shuffle orders a resumed run has
+already used, the callback container, and the test metrics."""
 
 from __future__ import annotations
 
@@ -25,13 +24,11 @@ class Feed:
     callbacks: keras.callbacks.CallbackList
 
 
-def prepare(model, data, *, feed: Callable[[tf.data.Dataset], object], callbacks: list, checkpoint, epochs: int,
+def prepare(model, data, *, feed: Callable[[tf.data.Dataset], object], callbacks: list, epochs: int,
             initial_epoch: int, steps: int | None, verbose: int) -> Feed:
-    """`feed` turns a split into what the loop iterates; `checkpoint` is the resume checkpoint
-    callback or None; `steps` the training batches per epoch (None: unknown)."""
+    """`feed` turns a split into what the loop iterates; `steps` the training batches per epoch
+    (None: unknown)."""
     train, validation, test = (feed(split) for split in (data.train, data.validation, data.test))
-    if checkpoint is not None:
-        callbacks = [*callbacks, checkpoint]  # last: a saved epoch is one every callback has seen
     resume.replay_shuffles(train, initial_epoch)
     return Feed(train, validation, test,
                 callbacks_lib.callback_list(callbacks, model=model, epochs=epochs, steps=steps, verbose=verbose))

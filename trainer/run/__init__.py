@@ -1,1 +1,1 @@
-"""What a run does around the loop: resume, checkpoints, signals, distribution, runtime."""
+"""What a run does around the loop: resume (its folder and snapshots), signals, distribution, runtime."""

@@ -78,7 +78,7 @@ def build(strategy: dict, *, batch_size: int, loop: dict) -> tf.distribute.Strat
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The one process that tracks the run and keeps checkpoints (every process outside multi-worker)."""
+    """The one process that tracks the run and writes its resume snapshots (every process outside multi-worker)."""
     resolver = getattr(strategy.extended, "_cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True

@@ -16,9 +16,9 @@ class Terminated(KeyboardInterrupt):
 
 
 # Signals taken while a run trains. TensorFlow and Keras code can swallow the KeyboardInterrupt a
-# handler raises: 1 in 25 Ctrl-Cs sent during `python -m trainer` was lost and the run trained to
-# its end (keras-team/keras#51 is the same story). So each signal is also recorded here, and the
-# training loop raises it again at the next batch end (trainer/loops/callbacks.py, RaiseLostSignal).
+# handler raises, and the run then trains to its end (keras-team/keras#51 is the same story;
+# docs/resume-and-faults.md says how often it happened). So each signal is also recorded here, and
+# the training loop raises it again at the next batch end (trainer/loops/callbacks.py, RaiseLostSignal).
 _received: list[KeyboardInterrupt] = []
 
 

@@ -1,15 +1,5 @@
-"""Runs left RUNNING by a process that died without a word (SIGKILL, out of memory, a lost shell).
-
-Nothing can run after SIGKILL, so such a run would stay RUNNING in MLflow forever. Each run
-records the process that owns it: the host name, the kernel's boot id and the pid namespace (two
-containers, or two machines, can share a host name; a pid means something only within one boot
-and one namespace), and the pid with its start time (so a reused pid is not mistaken for the
-owner). When the next run starts in the same experiment, a run whose owner is provably gone (the
-same host, boot and namespace, and no such process) is marked FAILED; any other run, including
-one recorded by an older trainer without the boot and namespace, is not ours to judge and stays
-as it is. Rerunning the identical command still resumes such a run from its checkpoint
-(trainer/run/resume.py), whatever its status.
-"""
+"""Runs left RUNNING by a process that died without a word (SIGKILL, out of memory, a lost shell):
+each run names its process, and the next run in the experiment ends FAILED those provably gone."""
 
 from __future__ import annotations
 
@@ -45,6 +35,10 @@ def _machine() -> str:
 
 
 def owner_tags() -> dict[str, str]:
+    """The process that owns this run: the host name, the kernel's boot id and the pid namespace
+    (two containers, or two machines, can share a host name; a pid means something only within one
+    boot and one namespace), and the pid with its start time (so a reused pid is not mistaken for
+    the owner)."""
     pid = os.getpid()
     return {HOST_TAG: socket.gethostname(), MACHINE_TAG: _machine(), OWNER_TAG: f"{pid}:{_start_time(pid)}"}
 
@@ -65,7 +59,10 @@ def _owner_alive(owner: str) -> bool:
 def close_stale_runs(client, experiment_id: str, keep: str | None = None) -> list[str]:
     """Mark FAILED every RUNNING run of this experiment whose owning process is provably gone: it ran
     on this host, in this boot and pid namespace, and is no longer there (but not `keep`, the run
-    this process is about to resume)."""
+    this process is about to resume). Nothing can run after SIGKILL, so nothing else would ever end
+    such a run. Any other run, one recorded by an older trainer without the boot and namespace
+    included, is not ours to judge and stays as it is. Rerunning the identical command still resumes
+    such a run from its snapshot (trainer/run/resume.py), whatever its status."""
     host, machine = socket.gethostname(), _machine()
     if not machine:
         return []

@@ -1,9 +1,5 @@
-"""MLflow tracking with our own code (MLflow's autolog only patches `fit`, and not Keras 3.15).
-
-A `Tracker` owns one MLflow run from creation to its final status; `EpochLogger` and
-`StepLogger` are Keras callbacks, so both loops log the same metrics the same way.
-`create(settings)` returns a `NoTracker` when `tracking.enabled=false`: nothing reaches MLflow.
-"""
+"""The MLflow run of a training run: `Tracker` owns it from creation to its final status, and the
+`EpochLogger` and `StepLogger` callbacks log both loops' metrics the same way."""
 
 from __future__ import annotations
 
@@ -145,6 +141,8 @@ class StepLogger(keras.callbacks.Callback):
 
 
 class Tracker:
+    """One MLflow run, logged by our own code: MLflow's autolog patches only `fit` (and not Keras 3.15)."""
+
     enabled = True
 
     def __init__(self, *, uri: str, artifact_location: str | None, experiment: str):
@@ -198,7 +196,7 @@ class Tracker:
         """Buffer the metrics; at most every SEND_INTERVAL_S they leave in one batch, written on
         the sender thread while training goes on.
 
-        A resumed run retrains the epochs after its checkpoint, which the killed attempt may have
+        A resumed run retrains the epochs after its snapshot, which the killed attempt may have
         logged already: a step the store has for a key keeps the killed attempt's value (the same
         value in a deterministic run), so every step has one value in the MLflow UI."""
         now = int(time.time() * 1000)
@@ -219,14 +217,15 @@ class Tracker:
 
     def unconfirmed(self) -> list[tuple]:
         """(key, value, timestamp, step) of every metric not yet known to be in the store: what a
-        resume checkpoint keeps (trainer/run/checkpoint.py), instead of waiting for the store."""
+        resume snapshot keeps (trainer/run/snapshot.py), instead of waiting for the store."""
         self._in_flight = [(f, batch) for f, batch in self._in_flight if not (f.done() and f.exception() is None)]
         waiting = [m for _, batch in self._in_flight for m in batch] + self._buffer
         return [(m.key, m.value, m.timestamp, m.step) for m in waiting]
 
     def replay(self, metrics: list) -> None:
-        """Log again what a killed attempt's checkpoint says may not have reached the store; the
-        store keeps one copy of a metric logged twice with the same key, value, time and step."""
+        """Log again what a killed attempt's snapshot says may not have reached the store (called by
+        trainer/run/resume.py when it restores); the store keeps one copy of a metric logged twice
+        with the same key, value, time and step."""
         if metrics:
             self._write_metrics([Metric(str(k), float(v), int(t), int(s)) for k, v, t, s in metrics])
 

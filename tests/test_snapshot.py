@@ -1,6 +1,6 @@
-"""The resume checkpoint (trainer/run/checkpoint.py) in process: it restores exactly what it saved,
+"""The resume snapshot (trainer/run/snapshot.py) in process: it restores exactly what it saved,
 keeps the metrics the store had not confirmed so a resumed run can replay them without
-duplicates, refuses a checkpoint of another model, and a failed write keeps the previous one."""
+duplicates, refuses a snapshot of another model, and a failed write keeps the previous one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from trainer.run import checkpoint, resume
+from trainer.run import resume, snapshot
 from trainer.tracking import tracker as tracking
 
 
@@ -24,43 +24,43 @@ def _model_and_optimizer(width: int = 4):
 
 
 def _state(model, optimizer) -> list:
-    return [np.array(v) for v in [*model.weights, *optimizer.variables, *resume.seed_states(model)]]
+    return [np.array(v) for v in [*model.weights, *optimizer.variables, *snapshot.seed_states(model)]]
 
 
 def test_restores_weights_optimizer_and_rng_state_saved_after_an_epoch(tmp_path):
     model, optimizer = _model_and_optimizer()
     model(np.ones((2, 3)), training=True)  # advances the dropout RNG state
     optimizer.apply([np.ones(v.shape, "float32") for v in model.trainable_variables])  # slots and step count
-    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer, lambda: [("loss", 0.5, 1000, 2)])
+    callback = snapshot.SnapshotCallback(str(tmp_path), model, optimizer, lambda: [("loss", 0.5, 1000, 2)])
     saved = _state(model, optimizer)
-    saver.on_epoch_end(2)
-    # Training goes on while the file is written: the checkpoint must still hold the epoch's end.
+    callback.on_epoch_end(2)
+    # Training goes on while the file is written: the snapshot must still hold the epoch's end.
     optimizer.apply([np.ones(v.shape, "float32") for v in model.trainable_variables])
-    saver.on_train_end()
+    callback.on_train_end()
 
     fresh, fresh_optimizer = _model_and_optimizer()
     assert any(not np.array_equal(a, b) for a, b in zip(_state(fresh, fresh_optimizer), saved))
-    epochs, metrics = checkpoint.EpochCheckpoint(str(tmp_path), fresh, fresh_optimizer).restore()
+    epochs, metrics = snapshot.SnapshotCallback(str(tmp_path), fresh, fresh_optimizer).restore()
     assert (epochs, metrics) == (3, [["loss", 0.5, 1000, 2]])
     for a, b in zip(_state(fresh, fresh_optimizer), saved, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_no_checkpoint_means_epoch_zero(tmp_path):
+def test_no_snapshot_means_epoch_zero(tmp_path):
     model, optimizer = _model_and_optimizer()
-    assert checkpoint.EpochCheckpoint(str(tmp_path / "none"), model, optimizer).restore() == (0, [])
+    assert snapshot.SnapshotCallback(str(tmp_path / "none"), model, optimizer).restore() == (0, [])
 
 
-def test_checkpoint_of_another_model_is_refused_and_kept(tmp_path):
+def test_snapshot_of_another_model_is_refused_and_kept(tmp_path):
     model, optimizer = _model_and_optimizer(width=4)
-    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
-    saver.on_epoch_end(0)
-    saver.wait()
-    saved = (tmp_path / checkpoint.FILE).read_bytes()
+    callback = snapshot.SnapshotCallback(str(tmp_path), model, optimizer)
+    callback.on_epoch_end(0)
+    callback.wait()
+    saved = (tmp_path / snapshot.FILE).read_bytes()
     other, other_optimizer = _model_and_optimizer(width=5)
     with pytest.raises(resume.ResumeError, match=r"has shape \(3, 5\), the checkpoint \(3, 4\)"):
-        checkpoint.EpochCheckpoint(str(tmp_path), other, other_optimizer).restore()
-    assert (tmp_path / checkpoint.FILE).read_bytes() == saved
+        snapshot.SnapshotCallback(str(tmp_path), other, other_optimizer).restore()
+    assert (tmp_path / snapshot.FILE).read_bytes() == saved
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -68,40 +68,40 @@ def test_checkpoint_of_another_model_is_refused_and_kept(tmp_path):
     (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "damaged or truncated"),  # one flipped bit
     (lambda data: b"PK" + data[2:], "not a trainer checkpoint"),
 ])
-def test_a_damaged_checkpoint_is_refused_and_kept(tmp_path, damage, message):
+def test_a_damaged_snapshot_is_refused_and_kept(tmp_path, damage, message):
     model, optimizer = _model_and_optimizer()
-    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
-    saver.on_epoch_end(0)
-    saver.on_train_end()
-    damaged = damage((tmp_path / checkpoint.FILE).read_bytes())
-    (tmp_path / checkpoint.FILE).write_bytes(damaged)
+    callback = snapshot.SnapshotCallback(str(tmp_path), model, optimizer)
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    damaged = damage((tmp_path / snapshot.FILE).read_bytes())
+    (tmp_path / snapshot.FILE).write_bytes(damaged)
     with pytest.raises(resume.ResumeError, match=message):
-        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
-    assert (tmp_path / checkpoint.FILE).read_bytes() == damaged
+        snapshot.SnapshotCallback(str(tmp_path), model, optimizer).restore()
+    assert (tmp_path / snapshot.FILE).read_bytes() == damaged
 
 
-def test_a_checkpoint_of_the_earlier_npz_format_is_refused_not_ignored(tmp_path):
+def test_a_snapshot_of_the_earlier_npz_format_is_refused_not_ignored(tmp_path):
     (tmp_path / "state.npz").write_bytes(b"PK")
     model, optimizer = _model_and_optimizer()
     with pytest.raises(resume.ResumeError, match="state.npz is a format 1 checkpoint"):
-        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
+        snapshot.SnapshotCallback(str(tmp_path), model, optimizer).restore()
 
 
-def test_a_failed_write_raises_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+def test_a_failed_write_raises_and_keeps_the_previous_snapshot(tmp_path, monkeypatch):
     model, optimizer = _model_and_optimizer()
-    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
-    saver.on_epoch_end(0)
-    saver.wait()
+    callback = snapshot.SnapshotCallback(str(tmp_path), model, optimizer)
+    callback.on_epoch_end(0)
+    callback.wait()
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
-    saver.on_epoch_end(1)
+    monkeypatch.setattr(snapshot.os, "fsync", full_disk)
+    callback.on_epoch_end(1)
     with pytest.raises(OSError, match="No space left"):
-        saver.on_train_end()
-    assert checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()[0] == 1
-    assert os.listdir(tmp_path) == [checkpoint.FILE]  # no partial file left behind
+        callback.on_train_end()
+    assert snapshot.SnapshotCallback(str(tmp_path), model, optimizer).restore()[0] == 1
+    assert os.listdir(tmp_path) == [snapshot.FILE]  # no partial file left behind
 
 
 def test_unconfirmed_metrics_are_replayed_once(tmp_path):
@@ -113,7 +113,7 @@ def test_unconfirmed_metrics_are_replayed_once(tmp_path):
     waiting = tracker.unconfirmed()
     assert ("loss", 0.5) in {(k, v) for k, v, _, _ in waiting}
     # The process dies here: step 1 never reaches the store. A resumed attempt replays the
-    # checkpoint's list, twice even (two kills), and the store holds each metric once.
+    # snapshot's list, twice even (two kills), and the store holds each metric once.
     tracker._buffer = []
     tracker.flush()
     resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
@@ -128,17 +128,17 @@ def test_unconfirmed_metrics_are_replayed_once(tmp_path):
 
 def test_every_seconds_writes_when_due_and_at_the_last_epoch(tmp_path, monkeypatch):
     now = [0.0]
-    monkeypatch.setattr(checkpoint, "_now", lambda: now[0])
+    monkeypatch.setattr(snapshot, "_now", lambda: now[0])
     model, optimizer = _model_and_optimizer()
-    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer, every_seconds=10)
-    saver.set_params({"epochs": 6})
-    saver.on_train_begin()
+    callback = snapshot.SnapshotCallback(str(tmp_path), model, optimizer, every_seconds=10)
+    callback.set_params({"epochs": 6})
+    callback.on_train_begin()
 
     def epoch_end(epoch: int, at: float):
         now[0] = at
-        saver.on_epoch_end(epoch)
-        saver.wait()
-        return saver.restore()[0] if (tmp_path / checkpoint.FILE).exists() else None
+        callback.on_epoch_end(epoch)
+        callback.wait()
+        return callback.restore()[0] if (tmp_path / snapshot.FILE).exists() else None
 
     assert epoch_end(0, at=4.0) is None      # 4 s since training began
     assert epoch_end(1, at=11.0) == 2        # due
@@ -148,7 +148,7 @@ def test_every_seconds_writes_when_due_and_at_the_last_epoch(tmp_path, monkeypat
     assert epoch_end(4, at=22.0) == 5
     model.stop_training = False
     assert epoch_end(5, at=22.5) == 6        # the last epoch
-    saver.on_train_end()
+    callback.on_train_end()
 
 
 def test_a_resumed_run_keeps_the_killed_attempts_value_for_a_step_it_logs_again(tmp_path):
@@ -157,7 +157,7 @@ def test_a_resumed_run_keeps_the_killed_attempts_value_for_a_step_it_logs_again(
     run_id = tracker.start(params={}, tags={})
     for step, value in enumerate([1.0, 0.8, 0.6]):
         tracker.log_metrics({"loss": value}, step=step)
-    tracker.flush()  # then the process dies, after its last checkpoint (epoch 1)
+    tracker.flush()  # then the process dies, after its last snapshot (epoch 1)
     resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
     resumed.start(params={}, tags={}, resume_run_id=run_id)
     for step, value in [(1, 0.81), (2, 0.61), (3, 0.4)]:  # epochs 2-4 retrained
@@ -171,10 +171,10 @@ def test_a_resumed_run_keeps_the_killed_attempts_value_for_a_step_it_logs_again(
 
 
 def _saved(tmp_path, model, optimizer) -> bytes:
-    saver = checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer)
-    saver.on_epoch_end(0)
-    saver.on_train_end()
-    return (tmp_path / checkpoint.FILE).read_bytes()
+    callback = snapshot.SnapshotCallback(str(tmp_path), model, optimizer)
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    return (tmp_path / snapshot.FILE).read_bytes()
 
 
 def test_an_edited_header_is_refused_the_checksum_covers_it(tmp_path):
@@ -182,10 +182,10 @@ def test_an_edited_header_is_refused_the_checksum_covers_it(tmp_path):
     data = _saved(tmp_path, model, optimizer)
     edited = data.replace(b'"epoch": 1', b'"epoch": 7', 1)
     assert edited != data
-    (tmp_path / checkpoint.FILE).write_bytes(edited)
+    (tmp_path / snapshot.FILE).write_bytes(edited)
     with pytest.raises(resume.ResumeError, match="damaged or truncated"):
-        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
-    assert (tmp_path / checkpoint.FILE).read_bytes() == edited
+        snapshot.SnapshotCallback(str(tmp_path), model, optimizer).restore()
+    assert (tmp_path / snapshot.FILE).read_bytes() == edited
 
 
 def test_variables_of_other_names_are_refused_even_with_the_same_shapes(tmp_path):
@@ -197,7 +197,7 @@ def test_variables_of_other_names_are_refused_even_with_the_same_shapes(tmp_path
     other_optimizer.build(other.trainable_variables)
     before = _state(other, other_optimizer)
     with pytest.raises(resume.ResumeError, match=r"hidden/kernel is sequential\S*/dense\S*/kernel in the checkpoint"):
-        checkpoint.EpochCheckpoint(str(tmp_path), other, other_optimizer).restore()
+        snapshot.SnapshotCallback(str(tmp_path), other, other_optimizer).restore()
     for a, b in zip(_state(other, other_optimizer), before, strict=True):  # nothing half-restored
         np.testing.assert_array_equal(a, b)
 
@@ -214,25 +214,25 @@ def test_a_malformed_header_with_a_valid_checksum_is_the_resume_error(tmp_path, 
 
     model, optimizer = _model_and_optimizer()
     data = _saved(tmp_path, model, optimizer)
-    start = len(checkpoint._MAGIC) + 8
-    end = start + int.from_bytes(data[len(checkpoint._MAGIC):start], "little")
+    start = len(snapshot._MAGIC) + 8
+    end = start + int.from_bytes(data[len(snapshot._MAGIC):start], "little")
     header = json.dumps({**json.loads(data[start:end]), **edit}).encode()
-    body = checkpoint._MAGIC + len(header).to_bytes(8, "little") + header + data[end:-4]
+    body = snapshot._MAGIC + len(header).to_bytes(8, "little") + header + data[end:-4]
     written = body + zlib.crc32(body).to_bytes(4, "little")
-    (tmp_path / checkpoint.FILE).write_bytes(written)
+    (tmp_path / snapshot.FILE).write_bytes(written)
     with pytest.raises(resume.ResumeError, match=message):
-        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
-    assert (tmp_path / checkpoint.FILE).read_bytes() == written
+        snapshot.SnapshotCallback(str(tmp_path), model, optimizer).restore()
+    assert (tmp_path / snapshot.FILE).read_bytes() == written
 
 
-def test_a_checkpoint_of_the_previous_format_is_named_as_such(tmp_path):
+def test_a_snapshot_of_the_previous_format_is_named_as_such(tmp_path):
     import json
 
     header = json.dumps({"format": 2, "epoch": 1}).encode()
-    (tmp_path / checkpoint.FILE).write_bytes(checkpoint._MAGIC + len(header).to_bytes(8, "little") + header + b"\0" * 8)
+    (tmp_path / snapshot.FILE).write_bytes(snapshot._MAGIC + len(header).to_bytes(8, "little") + header + b"\0" * 8)
     model, optimizer = _model_and_optimizer()
     with pytest.raises(resume.ResumeError, match="format 2, this version reads 3"):
-        checkpoint.EpochCheckpoint(str(tmp_path), model, optimizer).restore()
+        snapshot.SnapshotCallback(str(tmp_path), model, optimizer).restore()
 
 
 def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
@@ -246,7 +246,7 @@ def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
         synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
         real_fsync(fd)
 
-    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    monkeypatch.setattr(snapshot.os, "fsync", fsync)
     model, optimizer = _model_and_optimizer()
     _saved(tmp_path, model, optimizer)
     assert synced == [False, True]  # the file, then (after the rename) its folder

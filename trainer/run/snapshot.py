@@ -1,38 +1,5 @@
-"""The resume checkpoint: at the end of an epoch, everything a rerun of the killed command needs to
-continue exactly where it stopped. Both loops use this one callback.
-
-When: at the end of the first epoch that ends `every_seconds` (resume.every_seconds) or more after
-the previous checkpoint (or after training began), and at the end of the last epoch, including one
-that early stopping made the last. 0 writes one after every epoch. tf.estimator's
-`save_checkpoints_secs` made the same trade: written every epoch, a checkpoint is a visible share of
-a tiny model's epoch; written every few seconds it is lost in the noise, and a kill costs at most
-that much retraining (docs/resume-and-faults.md has the measurements). A resumed run
-retrains the epochs after the checkpoint; trainer/tracking/tracker.py keeps the values the killed attempt
-already logged for them rather than logging the same steps twice.
-
-What it holds: the model's weights, the optimizer's variables (step count and slots), the layers'
-RNG state (dropout masks: a resumed deterministic run must draw the masks an uninterrupted one
-draws), the number of completed epochs, and the metrics the tracker had not yet confirmed in the
-store (so logging never waits for the store before a checkpoint; trainer/tracking/tracker.py replays them
-on resume, and MLflow ignores a metric it already has).
-
-Why not Keras's BackupAndRestore or a tf.train.CheckpointManager: they write synchronously, in the
-training thread, at every epoch end; TensorFlow's async checkpoint option fails on Keras 3
-variables ("tf.function only supports singleton tf.Variables"). Here the epoch end only reads the
-variables, in one compiled call, and a background thread writes the file while the next epoch
-trains.
-
-The file is a small header and the raw bytes of every variable, not an .npz, and the read is one
-tf.function, not one `.numpy()` per variable: both keep the training thread's share of a
-checkpoint and the writer's CPU time small, since the writer shares the cores with training. The
-header's JSON manifest names each
-variable's path, shape and dtype; a CRC-32 of the header and the bytes ends the file, so a
-truncated or damaged file (an edited epoch count included) is refused, never loaded, and so is
-one whose variables' names or shapes are not this model's. The write goes to a temporary file
-that is fsynced and atomically replaces the previous one, and the folder is fsynced after the
-rename, so a kill or a power loss at any moment leaves one complete checkpoint. A write that
-fails (full disk) raises at the next epoch end or when training ends; the previous one is kept.
-"""
+"""The resume snapshot (state.ckpt in the resume folder): its file format, and the Keras callback
+both loops use to write one at an epoch's end and to restore the last one."""
 
 from __future__ import annotations
 
@@ -48,11 +15,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainer.errors import ResumeError
 from trainer.run import resume
 
-FILE = resume.CHECKPOINT
-# Then the manifest's length (8 bytes, little-endian), the manifest, the variables' bytes, and the
-# CRC-32 (4 bytes, little-endian) of everything before it.
+FILE = resume.SNAPSHOT
+# The file: this signature, the manifest's length (8 bytes, little-endian), the manifest (JSON:
+# each variable's path, shape and dtype, the completed epochs, the unconfirmed metrics), the raw
+# bytes of every variable, and a CRC-32 (4 bytes, little-endian) of everything before it, so a
+# truncated or damaged file (an edited epoch count included) is refused, never loaded. Raw bytes
+# rather than an .npz, and one compiled read rather than one `.numpy()` per variable: both keep
+# the training thread's share of a snapshot and the writer's CPU time small, since the writer
+# shares the cores with training.
 _MAGIC = b"TRAINER\x00"
 _FORMAT = 3
 _CRC = 4
@@ -63,10 +36,34 @@ _NUMBERING = re.compile(r"_\d+(?=/|_|$)")
 _now = time.monotonic  # the clock every_seconds is measured on (tests replace it)
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Write the resume state at the end of an epoch (see the module docstring for which); last in
-    the callback list, so a saved epoch is an epoch every other callback (early stopping, the
-    MLflow logger) has already seen."""
+def seed_states(model) -> list:
+    """The RNG state of every layer (dropout masks): not part of model.weights, but a resumed run
+    must draw the same masks as an uninterrupted one."""
+    return [g.state for layer in model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
+
+
+class SnapshotCallback(keras.callbacks.Callback):
+    """Writes the resume snapshot at an epoch's end, last in the callback list, so a saved epoch is
+    one every other callback (early stopping, the MLflow logger) has already seen; `restore` loads
+    the last one.
+
+    When: at the end of the first epoch that ends `every_seconds` (resume.every_seconds) or more
+    after the previous snapshot (or after training began), and at the end of the last epoch,
+    including one that early stopping made the last; 0 writes one after every epoch. This is the
+    trade tf.estimator's `save_checkpoints_secs` made: written every epoch, a snapshot is a visible
+    share of a tiny model's epoch; written every few seconds it is lost in the noise, and a kill
+    costs at most that much retraining (docs/resume-and-faults.md).
+
+    What: the model's weights, the optimizer's variables (step count and slots), the layers' RNG
+    state, the completed epochs, and the metrics the tracker had not yet confirmed in the store, so
+    logging never waits for the store before a snapshot (trainer/run/resume.py has them logged
+    again on resume; MLflow ignores a metric it already has).
+
+    Why not Keras's BackupAndRestore or a tf.train.CheckpointManager: they write synchronously, in
+    the training thread, at every epoch end, and TensorFlow's async checkpoint option fails on
+    Keras 3 variables ("tf.function only supports singleton tf.Variables"). Here the epoch end only
+    reads the variables, in one compiled call, and a background thread writes the file while the
+    next epoch trains."""
 
     def __init__(self, directory: str, model, optimizer, unconfirmed_metrics=lambda: [], *, every_seconds: float = 0.0):
         super().__init__()
@@ -78,24 +75,24 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.unconfirmed_metrics = unconfirmed_metrics
         seen: set[int] = set()
         self.variables = []
-        for variable in [*model.weights, *optimizer.variables, *resume.seed_states(model)]:
+        for variable in [*model.weights, *optimizer.variables, *seed_states(model)]:
             if id(variable) not in seen:  # a variable shared by two layers is saved once
                 seen.add(id(variable))
                 self.variables.append(variable)
         self._described = [[v.path, list(v.shape), str(v.dtype)] for v in self.variables]
-        # A read of a TensorFlow variable is a snapshot: the optimizer's next update copies the
-        # buffer while a reader still holds it, so these tensors stay the epoch's end.
+        # Reading a TensorFlow variable gives its value at that moment: the optimizer's next update
+        # copies the buffer while a reader still holds it, so these tensors stay the epoch's end.
         self._read = tf.function(lambda: [v.value for v in self.variables], autograph=False)
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="resume-checkpoint")
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="resume-snapshot")
         self._pending: concurrent.futures.Future | None = None
 
     def restore(self) -> tuple[int, list]:
-        """Load the checkpoint into the variables; returns (completed epochs, unconfirmed metrics),
+        """Load the snapshot into the variables; returns (completed epochs, unconfirmed metrics),
         (0, []) when there is none. Anything unusable is a ResumeError and the file is left as is."""
         if not os.path.exists(self.path):
             for name, version in _LEGACY.items():
                 if os.path.exists(os.path.join(self.directory, name)):
-                    raise resume.ResumeError(self.directory, ValueError(
+                    raise ResumeError(self.directory, ValueError(
                         f"{name} is a format {version} checkpoint, this version reads format {_FORMAT}"))
             return 0, []
         try:
@@ -103,7 +100,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 manifest, payload = _parse(f.read())
             arrays = self._arrays(manifest, payload)
         except (OSError, ValueError) as err:
-            raise resume.ResumeError(self.directory, err) from err
+            raise ResumeError(self.directory, err) from err
         for variable, value in zip(self.variables, arrays, strict=True):  # all checked: none is half-restored
             variable.assign(value)
         return manifest["epoch"], manifest["metrics"]
@@ -155,12 +152,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self._writer.shutdown()  # a sweep's jobs share one process: no idle thread per job
 
     def wait(self) -> None:
-        """Block until the last checkpoint is on disk; re-raise its error if it failed."""
+        """Block until the last snapshot is on disk; re-raise its error if it failed."""
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()
 
     def _write(self, arrays: list, manifest: dict) -> None:
+        """On the writer thread: a temporary file, fsynced, atomically replaces the previous snapshot
+        and the folder is fsynced after the rename, so a kill or a power loss at any moment leaves
+        one complete snapshot. A failure is raised by `wait`, at the next epoch end or at the end."""
         os.makedirs(self.directory, exist_ok=True)
         buffers = [memoryview(np.ascontiguousarray(a)).cast("B") for a in arrays]
         header = json.dumps({**manifest, "bytes": sum(b.nbytes for b in buffers)}).encode()
@@ -176,11 +176,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
                     f.write(b)
                 f.write(crc.to_bytes(_CRC, "little"))
                 f.flush()
-                os.fsync(f.fileno())  # on disk before it replaces the previous checkpoint
+                os.fsync(f.fileno())  # on disk before it replaces the previous snapshot
             os.replace(partial, self.path)
         except BaseException as err:
             try:
-                os.remove(partial)  # a full disk keeps the previous checkpoint, not a broken one
+                os.remove(partial)  # a full disk keeps the previous snapshot, not a broken one
             except OSError:
                 pass
             if isinstance(err, OSError) and err.filename is None:
@@ -191,8 +191,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def _parse(data: bytes) -> tuple[dict, memoryview]:
-    """(manifest, the variables' bytes) from a checkpoint file; ValueError for anything but an
-    intact checkpoint of this format, written on a machine of this byte order."""
+    """(manifest, the variables' bytes) from a snapshot file; ValueError for anything but an
+    intact snapshot of this format, written on a machine of this byte order."""
     start = len(_MAGIC) + 8
     if not data.startswith(_MAGIC) or len(data) < start:
         raise ValueError("not a trainer checkpoint (the file does not start with its signature)")
