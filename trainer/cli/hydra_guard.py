@@ -14,6 +14,7 @@ import functools
 import logging
 from importlib.resources import files
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Config groups of Hydra's own that a command line may choose (hydra/launcher=joblib, ...).
@@ -126,8 +127,6 @@ def _yaml_files(package: str):
 def allowed_references() -> frozenset[str]:
     """What the project's conf/, Hydra's own conf and every config node Hydra's plugins stored
     name: the only code a composed config may name. Called once Hydra has loaded its plugins."""
-    from hydra.core.config_store import ConfigStore
-
     found = set()
     for package in ("conf", "hydra.conf"):
         for entry in _yaml_files(package):

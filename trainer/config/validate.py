@@ -63,8 +63,6 @@ def sections() -> tuple[str, ...]:
 def _check_model_module(module) -> None:
     """`model.module` names the module that registers a model of the user's own; find it before
     importing it, so a typo fails with the key named rather than an ImportError."""
-    import importlib.util
-
     if module is None:
         return
     if not isinstance(module, str) or not all(part.isidentifier() for part in module.split(".")):

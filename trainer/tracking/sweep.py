@@ -18,7 +18,10 @@ import logging
 import math
 import os
 import signal
+import traceback
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,10 +38,6 @@ FAILED_MARKER = "job_failed.txt"  # in a job's output folder: how it failed
 
 def mark_failed(err: BaseException) -> None:
     """Called by the job that failed (in whatever process ran it): leave the traceback, masked, in its folder."""
-    import traceback
-
-    from hydra.core.hydra_config import HydraConfig
-
     path = os.path.join(HydraConfig.get().runtime.output_dir, FAILED_MARKER)
     with open(path, "w") as f:
         f.write(secrets.redact_text("".join(traceback.format_exception(type(err), err, err.__traceback__))))
@@ -60,8 +59,6 @@ def _job_overrides(sweep_dir: str, job: int) -> str:
 
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys a sweep varies: comma/range overrides on the command line and the sweeper's own params."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     keys = [o.get_key_element() for o in parsed if o.is_sweep_override()]
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
