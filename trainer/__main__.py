@@ -21,7 +21,7 @@ import hydra  # noqa: E402  (after the path fix above)
 from omegaconf import DictConfig  # noqa: E402
 
 from trainer.cli import command, resolvers  # noqa: E402
-from trainer.run import signals  # noqa: E402
+from trainer.run import console, signals  # noqa: E402
 from trainer.tracking import sweep  # noqa: E402
 
 resolvers.register()
@@ -33,6 +33,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    console.quiet_mlflow_info()
     command.preflight(task_function=_hydra_main)
     try:
         _hydra_main()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.run import resume
+from trainer.run import console, resume
 from trainer.config.validate import validate
 from trainer.tracking.store import prepare_store
 
@@ -41,13 +41,16 @@ def train(cfg: DictConfig) -> dict:
     #      (5) release, on leaving the `with` however the run ended: the lock, and an empty folder.
     with resume.plan(settings, lock=True) as planned:
         # The TensorFlow boundary: everything below imports TensorFlow, Keras or MLflow.
-        from models import net
-        from trainer.tracking import artifacts, export, provenance, tracker as tracking
-        from trainer.run import distribute, runtime, signals
-        from trainer import loops
-        from trainer.loops import callbacks as callbacks_lib
-        from trainer.loops import compile as compile_
-        from trainer import data as data_lib
+        with console.tensorflow_start_up_quiet():
+            from models import net
+            from trainer.tracking import artifacts, export, provenance, tracker as tracking
+            from trainer.run import distribute, runtime, signals
+            from trainer import loops
+            from trainer.loops import callbacks as callbacks_lib
+            from trainer.loops import compile as compile_
+            from trainer import data as data_lib
+
+            runtime.probe_devices()
 
         _reset_global_state()
 

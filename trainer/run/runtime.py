@@ -11,6 +11,12 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public alias
 
 
+def probe_devices() -> None:
+    """Make TensorFlow look for its devices now (trainer/run/console.py keeps the start-up lines
+    this prints, such as a failed CUDA probe on a machine without a GPU, off the console)."""
+    tf.config.list_physical_devices()
+
+
 def reseed(seed: int) -> None:
     """Seed Python, NumPy, TensorFlow and Keras together. `train` calls it again right before it
     builds the model: preparing a dataset the first time draws Python random numbers (TFDS), which

@@ -1,0 +1,63 @@
+"""Keep TensorFlow's start-up lines and MLflow's INFO notes off the console; warnings and errors show.
+
+TensorFlow's C++ side writes its start-up notes to the process's stderr before its logging is
+configured (so TF_CPP_MIN_LOG_LEVEL cannot hide them): the oneDNN note, the CUDA stub, CPU
+features and, on a machine without a GPU, a `failed call to cuInit` error. None of them is about
+the run. A user who sets TF_CPP_MIN_LOG_LEVEL gets TensorFlow's own behaviour, lines and all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+# Each start-up line by its source file and message, so a real warning or error from the same
+# files (a different message) still shows.
+START_UP = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|port\.cc:\d+\] oneDNN custom operations are on"
+    r"|cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine"
+    r"|cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized"
+    r"|^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"
+    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+    r"|cuda_executor\.cc:\d+\] failed call to cuInit"
+)
+
+
+def quiet_mlflow_info() -> None:
+    """MLflow logs INFO notes of its own housekeeping (creating its tables, validating the input
+    example) to the console; the run's own report says what matters. MLFLOW_LOGGING_LEVEL set by
+    the user wins."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+@contextlib.contextmanager
+def tensorflow_start_up_quiet():
+    """Around TensorFlow's import and device probe: stderr (the file descriptor, which C++ writes
+    to) goes to a temporary file, and on leaving every line that is not a start-up line is written
+    to the console, in order. After start-up, TF_CPP_MIN_LOG_LEVEL=1 keeps TensorFlow's INFO lines
+    quiet while its warnings and errors show."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:  # the user's choice wins
+        yield
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
+    sys.stderr.flush()
+    console = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(console, 2)
+                captured.seek(0)
+                kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                        if not START_UP.search(line)]
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+    finally:
+        os.close(console)
