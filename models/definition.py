@@ -10,10 +10,45 @@ own rules before TensorFlow starts; models/net.py turns a definition into either
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+import sys
 
 
 class Definition:
     registry_name = "definition"  # set by @register
+
+    @classmethod
+    def summary(cls) -> str:
+        """What the model is, in one line: the class docstring's text before Args, else the first
+        line of its module's docstring (without a leading "`name`:")."""
+        text = inspect.cleandoc(cls.__doc__ or "").partition("Args:")[0].strip()
+        if not text:
+            module = sys.modules.get(cls.__module__)
+            text = inspect.cleandoc(getattr(module, "__doc__", None) or "")
+        line = text.split("\n\n")[0].splitlines()[0] if text else ""
+        return re.sub(rf"^`?{re.escape(cls.registry_name)}`?:\s*", "", line.strip())
+
+    @classmethod
+    def knob_docs(cls) -> dict[str, str]:
+        """{knob: what it means and accepts}, from the class docstring's Args (Google style: one
+        `name: text` per knob, continuation lines indented deeper). `--help` prints them."""
+        lines = inspect.cleandoc(cls.__doc__ or "").partition("Args:")[2].splitlines()
+        docs, name, indent = {}, None, None
+        for line in lines:
+            if not line.strip():
+                continue
+            depth = len(line) - len(line.lstrip())
+            indent = depth if indent is None else indent
+            if depth < indent:
+                break
+            match = re.fullmatch(r"(\w+)\s*(?:\([^)]*\))?:\s*(.*)", line.strip())
+            if depth == indent and match:
+                name = match.group(1)
+                docs[name] = match.group(2)
+            elif name is not None:
+                docs[name] = f"{docs[name]} {line.strip()}".strip()
+        return docs
 
     def knobs(self) -> dict:
         """The knob values, as checked (the keyword arguments that rebuild this model)."""

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from trainer import errors
-from trainer.cli import hydra_guard
+from trainer.cli import help_text, hydra_guard
 from trainer.config import metrics as metric_names
 from trainer.config.checks import MAX_SHOWN, folder_problem, is_int, is_number, shorten
 from trainer.config.validate import validate
@@ -462,6 +462,8 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
     The refusals that keep code from running hold whatever the flags (--cfg, --help, ...) and
     HYDRA_FULL_ERROR=1, which only turns the other errors into tracebacks. `task_function` is the
     @hydra.main function, whose file anchors a relative --config-path as Hydra anchors it.
+    `--help` is answered here (trainer/cli/help_text.py) from the config composed for the checks;
+    Hydra's app_help would compose it again and list the groups with a new repository each time.
     """
     argv = sys.argv[1:] if argv is None else argv
     args = _parse_args(argv)
@@ -476,9 +478,15 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
         if inspect:  # Hydra composes these in run mode and runs nothing; only the code refusals apply
             try:
                 cfg = hydra.compose_config(config_name, overrides, run_mode=RunMode.RUN)
-            except Exception:  # Hydra reports its own composition error
-                return
+            except Exception as err:
+                if not args.help:
+                    return  # Hydra reports its own composition error
+                _report(err, overrides, lambda job: hydra.compose_config(config_name, job, run_mode=RunMode.RUN),
+                        args.config_dir)
             _reject_code(cfg, overrides)
+            if args.help:
+                print(help_text.render(hydra, cfg, resolve=args.resolve), flush=True)
+                sys.exit(0)
             return
         _check_run(hydra, config_name, overrides, args)
     finally:

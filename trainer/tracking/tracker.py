@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from trainer.tracking import secrets, stale
+from trainer.tracking.review import ui_command
 from trainer.tracking.store import experiment_id, with_lock_retries
 
 # MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
@@ -280,7 +281,7 @@ class Tracker:
             mlflow.end_run(status=status)
 
     def ui_command(self) -> str:
-        return f"mlflow ui --backend-store-uri {self.uri} --host 127.0.0.1 --port 5000"
+        return ui_command(self.uri)
 
 
 class NoTracker:
