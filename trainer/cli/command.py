@@ -485,7 +485,10 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
                         args.config_dir)
             _reject_code(cfg, overrides)
             if args.help:
-                print(help_text.render(hydra, cfg, resolve=args.resolve), flush=True)
+                try:
+                    print(help_text.render(hydra, cfg, resolve=args.resolve), flush=True)
+                except BrokenPipeError:  # `--help | head`: the reader has all it wanted
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 sys.exit(0)
             return
         _check_run(hydra, config_name, overrides, args)
