@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from mlflow.tracking import MlflowClient
 
+from tests.conftest import tracking_uri
 from trainer.run import console
 
 # What TensorFlow 2.21 writes to stderr on start-up on a CPU machine, as it writes it.
@@ -81,6 +83,12 @@ def test_a_first_run_prints_no_tensorflow_start_up_line_and_no_mlflow_note(tmp_p
     assert "finished" in done.stdout
     assert not [line for line in done.stderr.splitlines() if any(m in line for m in MARKERS)], done.stderr
     assert "INFO mlflow" not in done.stderr, done.stderr
+    # The report ends with where the run's experiment opens on the UI's "Model training" view.
+    client = MlflowClient(tracking_uri(tmp_path))
+    experiment = client.get_experiment_by_name("trainer").experiment_id
+    review = done.stdout[done.stdout.index("review:"):].split()
+    assert review[1:4] == ["mlflow", "ui", "--backend-store-uri"] and review[-2] == "open"
+    assert review[-1] == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?workflowType=machine_learning"
 
 
 def test_the_documented_switch_shows_tensorflows_lines_again(tmp_path, tfds_dir):

@@ -183,6 +183,6 @@ def _report(tracker, metrics: dict, run_dir: str, *, chief: bool) -> None:
         f"  metrics: {shown}\n"
         f"  outputs: {run_dir}\n"
         f"  tracking store: {tracker.uri}\n"
-        f"  review:  {tracker.ui_command()}",
+        f"  review:  {tracker.review()}",
         flush=True,
     )

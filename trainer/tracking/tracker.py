@@ -21,7 +21,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from trainer.tracking import secrets, stale
-from trainer.tracking.review import ui_command
+from trainer.tracking.review import how_to_review, ui_command
 from trainer.tracking.store import experiment_id, with_lock_retries
 
 # MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
@@ -153,6 +153,7 @@ class Tracker:
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
+        self.experiment_id: str | None = None  # set by start
         # Metrics leave on one background thread, in order, so training never waits for the store
         # (a SQLite write or a server round trip); lock retries happen there too.
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlflow-metrics")
@@ -164,6 +165,7 @@ class Tracker:
     def start(self, *, params: dict, tags: dict, run_name: str | None = None, resume_run_id: str | None = None) -> str:
         mlflow.set_tracking_uri(self._uri)
         experiment = experiment_id(self.client, self.experiment, self.artifact_location)
+        self.experiment_id = experiment
         try:  # runs a SIGKILL left RUNNING end FAILED (trainer/tracking/stale.py); never a reason to fail this one
             with_lock_retries(stale.close_stale_runs, self.client, experiment, keep=resume_run_id)
         except Exception:
@@ -282,6 +284,10 @@ class Tracker:
 
     def ui_command(self) -> str:
         return ui_command(self.uri)
+
+    def review(self) -> str:
+        """Where this run's experiment is reviewed (after `start`)."""
+        return how_to_review(self.uri, self.experiment_id)
 
 
 class NoTracker:
