@@ -70,6 +70,7 @@ def test_killed_run_resumes_into_the_same_run_and_weights(make_cfg, tmp_path, tf
     assert "Epoch 1/3" not in rerun.stdout and "Epoch 3/3" in rerun.stdout  # continued, not restarted
     client, resumed = _only_run(root)
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert resumed.info.run_name == killed.info.run_name
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "loss")] == [0, 1, 2]
     assert not list(checkpoints.iterdir())  # finished: the next identical command starts afresh
 

@@ -1,9 +1,10 @@
-"""What every run records in MLflow, in process against a real SQLite store: params, tags,
-per-epoch and per-step metrics, artifacts, registration, and tracking switched off."""
+"""What every run records in MLflow, against a real SQLite store: params, tags, per-epoch and
+per-step metrics, artifacts, registration, the run's name, and tracking switched off."""
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,20 @@ def test_failure_after_an_epoch_keeps_its_metrics(make_cfg, tmp_path, monkeypatc
     assert run.info.status == "FAILED"
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
     assert "traceback.txt" in _artifacts(client, run.info.run_id)
+
+
+def test_runs_of_one_seed_get_distinct_names_that_say_what_ran(cli, tmp_path):
+    """MLflow draws its own names ("aged-skink-281") from Python's `random`, which the seed fixes
+    before the run exists: every run of one seed got the same name."""
+    for _ in range(2):
+        result = cli("model=mlp", "width=8", "loop=custom", "seed=7")
+        assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri(tmp_path))
+    runs = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
+    names = [run.info.run_name for run in runs]
+    assert len(names) == 2 and len(set(names)) == 2, names
+    for run in runs:
+        assert re.fullmatch(r"mlp-digits-custom-\d{4}-[0-9a-f]{4}", run.info.run_name), run.info.run_name
 
 
 def test_params_are_dotted_plain_and_within_mlflow_limits():

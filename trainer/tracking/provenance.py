@@ -1,15 +1,18 @@
-"""Where a run came from, as MLflow tags: git commit and dirtiness, the command line, the sweep.
+"""Where a run came from and what it is, as MLflow tags and the run's name: git commit and dirtiness,
+the command line, the sweep, and a name that says what the run trains.
 
 Reads the environment only for the sweep variables and, through trainer.tracking.secrets, for the secret
-values to mask: the command line and a child's name never carry a secret.
+values to mask: the command line and a run's name never carry a secret.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
+import time
 
 from trainer.tracking import secrets
 
@@ -59,9 +62,22 @@ def sweep_tags(job_num: int | None) -> dict[str, str]:
     return tags
 
 
+def run_name(*, model: str, dataset: str, loop: str, overrides: list[str], job_num: int | None) -> str:
+    """What the run is, so runs tell apart in the runs table: a sweep child is what it varies
+    (child_run_name); any other run is what it trains, the hour and minute it started and four hex
+    digits, "mlp-digits-fit-1432-7f3a". The digits come from the operating system, not from Python's
+    `random`, which `seed` fixes before the run exists (MLflow's own names, drawn from it, were the
+    same for every run of one seed): runs started in the same minute, in parallel, still differ."""
+    child = child_run_name(overrides, job_num)
+    if child is not None:
+        return child
+    words = [re.sub(r"[\s/]+", "_", word.strip()) for word in (model, dataset, loop)]
+    return "-".join([*words, time.strftime("%H%M"), os.urandom(2).hex()])
+
+
 def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     """A sweep child's name is what it varies ("depth=3 loop=fit"), so the compare view reads well;
-    None (MLflow picks a name) outside a sweep."""
+    None outside a sweep."""
     if not os.environ.get(PARENT_RUN_ENV):
         return None
     # Hydra names a swept key as typed (`+model.x`); compare without the `+`/`~` on both sides.
