@@ -95,6 +95,7 @@ def test_parallel_joblib_sweep_on_one_sqlite_file_loses_nothing(cli, tmp_path):
 
     client, parent, children = _family(tmp_path)
     assert parent.data.tags["sweep.launcher"] == "JoblibLauncher"
+    assert parent.data.tags["mlflow.source.name"] == "python -m trainer"
     assert set(children) == {"width=4", "width=8", "width=16", "width=32"}
     for child in children.values():
         assert child.info.status == "FINISHED"

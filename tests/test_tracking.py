@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
 from trainer.tracking import store, tracker as tracking
+from trainer.tracking.provenance import code_root, git_state
 from trainer.config.validate import validate
 from trainer.errors import ConfigError
 from trainer.train import train
@@ -56,8 +57,6 @@ def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
     assert {"model", "variant", "loop", "dataset", "git.commit", "git.dirty", "command"} <= set(tags)
     assert tags["model"] == "dynamic" and tags["dataset"] == "digits"
     # The commit of the code that ran (this checkout), whatever folder the outputs go to.
-    from trainer.tracking.provenance import code_root, git_state
-
     assert (tags["git.commit"], tags["git.dirty"]) == git_state(code_root())
     assert tags["registered_model"] == "digits-classifier v1"
     assert "mlflow.parentRunId" not in tags and "sweep" not in tags
@@ -99,7 +98,7 @@ def test_failure_after_an_epoch_keeps_its_metrics(make_cfg, tmp_path, monkeypatc
     assert "traceback.txt" in _artifacts(client, run.info.run_id)
 
 
-def test_runs_of_one_seed_get_distinct_names_that_say_what_ran(cli, tmp_path):
+def test_runs_of_one_seed_get_distinct_names_that_say_what_ran_and_its_source(cli, tmp_path):
     """MLflow draws its own names ("aged-skink-281") from Python's `random`, which the seed fixes
     before the run exists: every run of one seed got the same name."""
     for _ in range(2):
@@ -109,8 +108,13 @@ def test_runs_of_one_seed_get_distinct_names_that_say_what_ran(cli, tmp_path):
     runs = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
     names = [run.info.run_name for run in runs]
     assert len(names) == 2 and len(set(names)) == 2, names
+    commit, _ = git_state(code_root())
     for run in runs:
         assert re.fullmatch(r"mlp-digits-custom-\d{4}-[0-9a-f]{4}", run.info.run_name), run.info.run_name
+        # What the runs table's Source and Version columns show: the entry point and the commit.
+        tags = run.data.tags
+        assert (tags["mlflow.source.name"], tags["mlflow.source.type"]) == ("python -m trainer", "LOCAL")
+        assert tags.get("mlflow.source.git.commit", "unknown") == tags["git.commit"] == commit
 
 
 def test_params_are_dotted_plain_and_within_mlflow_limits():

@@ -43,12 +43,17 @@ def git_state(root: str) -> tuple[str, str]:
     return commit, dirty
 
 
+def program(argv: list[str] | None = None) -> str:
+    """What ran: `python -m trainer` (or the `trainer` script), else the script's path."""
+    argv = sys.argv if argv is None else argv
+    return "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
+
+
 def command_line(argv: list[str] | None = None) -> str:
     """The command as typed (python -m trainer ...), with its secrets masked (trainer.tracking.secrets).
     Each argument is masked before it is quoted, so a quoted secret cannot slip past the mask."""
     argv = sys.argv if argv is None else argv
-    program = "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
-    return secrets.redact_text(" ".join([program, *(shlex.quote(secrets.redact_override(a)) for a in argv[1:])]))
+    return secrets.redact_text(" ".join([program(argv), *(shlex.quote(secrets.redact_override(a)) for a in argv[1:])]))
 
 
 def sweep_tags(job_num: int | None) -> dict[str, str]:
@@ -86,7 +91,17 @@ def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     return " ".join(secrets.redact_override(o) for o in varied or overrides) or f"job {job_num}"
 
 
-def run_tags(*, model: str, variant: str, loop: str, dataset: str) -> dict[str, str]:
+def source_tags() -> dict[str, str]:
+    """The code that ran: commit, dirtiness and command line as our own tags, and as the tags the MLflow
+    UI reads for a run's Source and Version columns (mlflow.utils.mlflow_tags; written out here so this
+    module stays free of MLflow for the sweep's main process). A sweep's parent run has them too."""
     commit, dirty = git_state(code_root())
-    return {"model": model, "variant": variant, "loop": loop, "dataset": dataset,
-            "git.commit": commit, "git.dirty": dirty, "command": command_line()}
+    tags = {"git.commit": commit, "git.dirty": dirty, "command": command_line(),
+            "mlflow.source.name": program(), "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":  # the UI would show "unknow" as the version
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def run_tags(*, model: str, variant: str, loop: str, dataset: str) -> dict[str, str]:
+    return {"model": model, "variant": variant, "loop": loop, "dataset": dataset, **source_tags()}
