@@ -72,6 +72,9 @@ def test_killed_run_resumes_into_the_same_run_and_weights(make_cfg, tmp_path, tf
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
     assert resumed.info.run_name == killed.info.run_name
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "loss")] == [0, 1, 2]
+    # The resumed attempt's machine samples continue after the killed attempt's: one per step.
+    system = [m.step for m in client.get_metric_history(resumed.info.run_id, "system/cpu_utilization_percentage")]
+    assert sorted(system) == list(range(len(system))) and system
     assert not list(checkpoints.iterdir())  # finished: the next identical command starts afresh
 
     train(make_cfg(*ARGS, f"loop={loop}"))  # the uninterrupted reference, in tmp_path's own store

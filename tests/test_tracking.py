@@ -1,17 +1,19 @@
 """What every run records in MLflow, against a real SQLite store: params, tags, per-epoch and
-per-step metrics, artifacts, registration, the run's name, and tracking switched off."""
+per-step metrics, system metrics, artifacts, registration, the run's name, and tracking switched off."""
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer.tracking import store, tracker as tracking
+from trainer.tracking import store, system_metrics, tracker as tracking
 from trainer.tracking.provenance import code_root, git_state
 from trainer.config.validate import validate
 from trainer.errors import ConfigError
@@ -69,6 +71,11 @@ def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
     steps = [m.step for m in history["step/loss"]]
     assert steps and all(s % 10 == 0 for s in steps) and steps == sorted(steps)
     assert {"test_accuracy", "test_loss"} <= set(run.data.metrics)
+    # The machine under the run, for the run page's "System metrics" tab: a sample at least.
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
+            "system/disk_usage_percentage"} <= set(run.data.metrics)
+    assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert not [t for t in threading.enumerate() if t.name == system_metrics.THREAD_NAME]  # stopped with the run
 
     assert {"config.yaml", "overrides.txt", "model_summary.txt", "per_class_report.txt", "trainer.log",
             ".hydra/overrides.yaml", "plots/training_curves.png", "plots/confusion_matrix.png"} <= _artifacts(client, run.info.run_id)
@@ -96,6 +103,40 @@ def test_failure_after_an_epoch_keeps_its_metrics(make_cfg, tmp_path, monkeypatc
     assert run.info.status == "FAILED"
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
     assert "traceback.txt" in _artifacts(client, run.info.run_id)
+    assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert not [t for t in threading.enumerate() if t.name == system_metrics.THREAD_NAME]  # stopped however it ended
+
+
+def test_system_metrics_off_records_none(make_cfg, tmp_path):
+    train(make_cfg("model=mlp", "width=8", "tracking.system_metrics=false"))
+    _, run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.metrics
+    assert not [key for key in run.data.metrics if key.startswith("system/")]
+
+
+def test_system_metrics_sample_until_stopped_and_a_short_run_gets_one(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store.prepare_store(uri)
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("system")).info.run_id
+
+    def steps():
+        return sorted(m.step for m in client.get_metric_history(run_id, "system/cpu_utilization_percentage"))
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # MLflow's own setting wins
+    sampler = system_metrics.SystemMetrics(client, run_id)
+    time.sleep(1.5)
+    sampler.stop()
+    sampled = steps()
+    assert len(sampled) >= 3 and sampled == list(range(len(sampled)))
+    assert not [t for t in threading.enumerate() if t.name == system_metrics.THREAD_NAME]
+    assert all(0 <= m.value <= 100 for m in client.get_metric_history(run_id, "system/cpu_utilization_percentage"))
+
+    # A run that ends before one interval passes still records one sample; a resumed run's
+    # samples continue after the steps its killed attempt recorded.
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "3600")
+    system_metrics.SystemMetrics(client, run_id, first_step=len(sampled)).stop()
+    assert steps() == list(range(len(sampled) + 1))
 
 
 def test_runs_of_one_seed_get_distinct_names_that_say_what_ran_and_its_source(cli, tmp_path):
@@ -163,6 +204,7 @@ def test_sqlite_store_is_switched_to_wal(tmp_path):
     [
         ("tracking.log_every_n_steps=-1", "tracking.log_every_n_steps must be an integer >= 0"),
         ("tracking.enabled=maybe", "tracking.enabled must be true or false"),
+        ("tracking.system_metrics=1", "tracking.system_metrics must be true or false. Received: tracking.system_metrics=1"),
         ("tracking.uri=mlflow.db", "tracking.uri must be an MLflow tracking URI"),
         ("tracking.experiment=''", "tracking.experiment must be a non-empty experiment name"),
         ("sweep.direction=up", "sweep.direction must be one of maximize, minimize. Received: sweep.direction=up"),

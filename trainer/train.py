@@ -70,8 +70,8 @@ def train(cfg: DictConfig) -> dict:
 
         # ======================================================================================
         # 4. Start tracking: open the MLflow run, named by what it trains (or reopen the one being
-        #    resumed, name and all), record what it trains, and restore the resume snapshot into the
-        #    model and optimizer.
+        #    resumed, name and all), record what it trains while its machine is sampled until it ends,
+        #    and restore the resume snapshot into the model and optimizer.
         tracker = tracking.create(settings["tracking"]) if chief else tracking.NoTracker()
         tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=loop_cfg["name"],
                                    dataset=data.name)
