@@ -70,6 +70,7 @@ def test_killed_run_resumes_into_the_same_run_and_weights(make_cfg, tmp_path, tf
     assert "Epoch 1/3" not in rerun.stdout and "Epoch 3/3" in rerun.stdout  # continued, not restarted
     client, resumed = _only_run(root)
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert resumed.info.run_name == killed.info.run_name
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "loss")] == [0, 1, 2]
     assert not list(checkpoints.iterdir())  # finished: the next identical command starts afresh
 
@@ -151,6 +152,9 @@ def test_a_run_killed_before_its_first_checkpoint_retrains_in_the_same_run_one_v
     assert not (folder / snapshot.FILE).exists()  # the kill came before the first checkpoint was due
     first = {m.step: m.value for m in client.get_metric_history(killed.info.run_id, "loss")}
     assert sorted(first) == [0, 1]
+    cpu = "system/cpu_utilization_percentage"
+    killed_samples = len(client.get_metric_history(killed.info.run_id, cpu))
+    assert killed_samples >= 1  # a KILLED run's sampling stopped with a last sample
 
     monkeypatch.setattr(callbacks_lib, "build", real_build)
     train(make_cfg(*args))
@@ -161,6 +165,9 @@ def test_a_run_killed_before_its_first_checkpoint_retrains_in_the_same_run_one_v
     assert {m.step: m.value for m in history if m.step < 2} == first
     steps = sorted(m.step for m in client.get_metric_history(resumed.info.run_id, "step/loss"))
     assert len(steps) > 3 and steps == list(range(7, 7 * len(steps) + 1, 7))  # global steps, each once
+    # The resumed attempt's machine samples continue after the killed attempt's, one per step.
+    samples = sorted(m.step for m in client.get_metric_history(resumed.info.run_id, cpu))
+    assert samples == list(range(len(samples))) and len(samples) > killed_samples
 
 
 def test_the_same_command_while_it_runs_is_refused_in_one_line_and_touches_nothing(make_cfg, tmp_path):

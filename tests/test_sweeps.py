@@ -95,11 +95,14 @@ def test_parallel_joblib_sweep_on_one_sqlite_file_loses_nothing(cli, tmp_path):
 
     client, parent, children = _family(tmp_path)
     assert parent.data.tags["sweep.launcher"] == "JoblibLauncher"
+    assert parent.data.tags["mlflow.source.name"] == "python -m trainer"
     assert set(children) == {"width=4", "width=8", "width=16", "width=32"}
     for child in children.values():
         assert child.info.status == "FINISHED"
         for name in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s", "examples_per_second"):
             assert [m.step for m in client.get_metric_history(child.info.run_id, name)] == [0, 1], name
+        system = client.get_metric_history(child.info.run_id, "system/cpu_utilization_percentage")
+        assert sorted(m.step for m in system) == list(range(len(system))) and system  # parallel writers lose none
         assert {"test_loss", "test_accuracy"} <= set(child.data.metrics)
     job_dirs = {c.data.tags["sweep.job"] for c in children.values()}
     assert job_dirs == {"0", "1", "2", "3"}

@@ -1,16 +1,20 @@
-"""What every run records in MLflow, in process against a real SQLite store: params, tags,
-per-epoch and per-step metrics, artifacts, registration, and tracking switched off."""
+"""What every run records in MLflow, against a real SQLite store: params, tags, per-epoch and
+per-step metrics, system metrics, artifacts, registration, the run's name, and tracking switched off."""
 
 from __future__ import annotations
 
 import math
+import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tracking_uri
-from trainer.tracking import store, tracker as tracking
+from trainer.tracking import store, system_metrics, tracker as tracking
+from trainer.tracking.provenance import code_root, git_state
 from trainer.config.validate import validate
 from trainer.errors import ConfigError
 from trainer.train import train
@@ -55,8 +59,6 @@ def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
     assert {"model", "variant", "loop", "dataset", "git.commit", "git.dirty", "command"} <= set(tags)
     assert tags["model"] == "dynamic" and tags["dataset"] == "digits"
     # The commit of the code that ran (this checkout), whatever folder the outputs go to.
-    from trainer.tracking.provenance import code_root, git_state
-
     assert (tags["git.commit"], tags["git.dirty"]) == git_state(code_root())
     assert tags["registered_model"] == "digits-classifier v1"
     assert "mlflow.parentRunId" not in tags and "sweep" not in tags
@@ -69,6 +71,11 @@ def test_run_records_params_tags_metrics_and_artifacts(make_cfg, tmp_path):
     steps = [m.step for m in history["step/loss"]]
     assert steps and all(s % 10 == 0 for s in steps) and steps == sorted(steps)
     assert {"test_accuracy", "test_loss"} <= set(run.data.metrics)
+    # The machine under the run, for the run page's "System metrics" tab: a sample at least.
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
+            "system/disk_usage_percentage"} <= set(run.data.metrics)
+    assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert not [t for t in threading.enumerate() if t.name == system_metrics.THREAD_NAME]  # stopped with the run
 
     assert {"config.yaml", "overrides.txt", "model_summary.txt", "per_class_report.txt", "trainer.log",
             ".hydra/overrides.yaml", "plots/training_curves.png", "plots/confusion_matrix.png"} <= _artifacts(client, run.info.run_id)
@@ -96,6 +103,59 @@ def test_failure_after_an_epoch_keeps_its_metrics(make_cfg, tmp_path, monkeypatc
     assert run.info.status == "FAILED"
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
     assert "traceback.txt" in _artifacts(client, run.info.run_id)
+    assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert not [t for t in threading.enumerate() if t.name == system_metrics.THREAD_NAME]  # stopped however it ended
+
+
+def test_system_metrics_off_records_none(make_cfg, tmp_path):
+    train(make_cfg("model=mlp", "width=8", "tracking.system_metrics=false"))
+    _, run = _only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.metrics
+    assert not [key for key in run.data.metrics if key.startswith("system/")]
+
+
+def test_system_metrics_sample_until_stopped_and_a_short_run_gets_one(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store.prepare_store(uri)
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("system")).info.run_id
+
+    def steps():
+        return sorted(m.step for m in client.get_metric_history(run_id, "system/cpu_utilization_percentage"))
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # MLflow's own setting wins
+    sampler = system_metrics.SystemMetrics(client, run_id)
+    time.sleep(1.5)
+    sampler.stop()
+    sampled = steps()
+    assert len(sampled) >= 3 and sampled == list(range(len(sampled)))
+    assert not [t for t in threading.enumerate() if t.name == system_metrics.THREAD_NAME]
+    assert all(0 <= m.value <= 100 for m in client.get_metric_history(run_id, "system/cpu_utilization_percentage"))
+
+    # A run that ends before one interval passes still records one sample; a resumed run's
+    # samples continue after the steps its killed attempt recorded.
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "3600")
+    system_metrics.SystemMetrics(client, run_id, first_step=len(sampled)).stop()
+    assert steps() == list(range(len(sampled) + 1))
+
+
+def test_runs_of_one_seed_get_distinct_names_that_say_what_ran_and_its_source(cli, tmp_path):
+    """MLflow draws its own names ("aged-skink-281") from Python's `random`, which the seed fixes
+    before the run exists: every run of one seed got the same name."""
+    for _ in range(2):
+        result = cli("model=mlp", "width=8", "loop=custom", "seed=7")
+        assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri(tmp_path))
+    runs = client.search_runs(client.get_experiment_by_name("trainer").experiment_id)
+    names = [run.info.run_name for run in runs]
+    assert len(names) == 2 and len(set(names)) == 2, names
+    commit, _ = git_state(code_root())
+    for run in runs:
+        assert re.fullmatch(r"mlp-digits-custom-\d{4}-[0-9a-f]{4}", run.info.run_name), run.info.run_name
+        # What the runs table's Source and Version columns show: the entry point and the commit.
+        tags = run.data.tags
+        assert (tags["mlflow.source.name"], tags["mlflow.source.type"]) == ("python -m trainer", "LOCAL")
+        assert tags.get("mlflow.source.git.commit", "unknown") == tags["git.commit"] == commit
 
 
 def test_params_are_dotted_plain_and_within_mlflow_limits():
@@ -144,6 +204,7 @@ def test_sqlite_store_is_switched_to_wal(tmp_path):
     [
         ("tracking.log_every_n_steps=-1", "tracking.log_every_n_steps must be an integer >= 0"),
         ("tracking.enabled=maybe", "tracking.enabled must be true or false"),
+        ("tracking.system_metrics=1", "tracking.system_metrics must be true or false. Received: tracking.system_metrics=1"),
         ("tracking.uri=mlflow.db", "tracking.uri must be an MLflow tracking URI"),
         ("tracking.experiment=''", "tracking.experiment must be a non-empty experiment name"),
         ("sweep.direction=up", "sweep.direction must be one of maximize, minimize. Received: sweep.direction=up"),

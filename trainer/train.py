@@ -72,21 +72,23 @@ def train(cfg: DictConfig) -> dict:
                                                  precision=settings["precision"])
 
         # ======================================================================================
-        # 4. Start tracking: open the MLflow run (or reopen the one being resumed), record what
-        #    it trains, and restore the resume snapshot into the model and optimizer.
+        # 4. Start tracking: open the MLflow run, named by what it trains (or reopen the one being
+        #    resumed, name and all), record what it trains while its machine is sampled until it ends,
+        #    and restore the resume snapshot into the model and optimizer.
         tracker = tracking.create(settings["tracking"]) if chief else tracking.NoTracker()
         tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=loop_cfg["name"],
                                    dataset=data.name)
         tags.update(data_lib.run_tags(data))
         tags.update(provenance.sweep_tags(job.num))
+        run_name = provenance.run_name(model=model_cfg["name"], dataset=data.name, loop=loop_cfg["name"],
+                                       overrides=job.overrides, job_num=job.num)
         loggers = [tracking.EpochLogger(tracker, examples_per_epoch=next(iter(data.split_sizes.values()), None))]
         if settings["tracking"]["log_every_n_steps"]:
             loggers.append(tracking.StepLogger(tracker, settings["tracking"]["log_every_n_steps"]))
         with signals.signals_raise():
             with _ends_run(tracker, job.run_dir):
                 run_id = tracker.start(params={k: v for k, v in settings.items() if k not in ("tracking", "paths", "sweep")},
-                                       tags=tags, run_name=provenance.child_run_name(job.overrides, job.num),
-                                       resume_run_id=planned.run_id)
+                                       tags=tags, run_name=run_name, resume_run_id=planned.run_id)
                 planned.record_run(run_id, chief=chief)
                 data_lib.log_input(tracker, data)
                 tracker.log_text(OmegaConf.to_yaml(settings), "config.yaml")

@@ -200,6 +200,7 @@ def _check_tracking(tracking: DictConfig) -> None:
     if not isinstance(tracking.experiment, str) or not tracking.experiment.strip():
         raise checks.fail("tracking.experiment", "a non-empty experiment name", tracking.experiment)
     checks.int_at_least("tracking.log_every_n_steps", tracking.log_every_n_steps, 0)
+    checks.boolean("tracking.system_metrics", tracking.system_metrics)
     name = tracking.register_as
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise checks.fail("tracking.register_as", "null or a registered-model name", name)

@@ -1,15 +1,18 @@
-"""Where a run came from, as MLflow tags: git commit and dirtiness, the command line, the sweep.
+"""Where a run came from and what it is, as MLflow tags and the run's name: git commit and dirtiness,
+the command line, the sweep, and a name that says what the run trains.
 
 Reads the environment only for the sweep variables and, through trainer.tracking.secrets, for the secret
-values to mask: the command line and a child's name never carry a secret.
+values to mask: the command line and a run's name never carry a secret.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
+import time
 
 from trainer.tracking import secrets
 
@@ -40,12 +43,17 @@ def git_state(root: str) -> tuple[str, str]:
     return commit, dirty
 
 
+def program(argv: list[str] | None = None) -> str:
+    """What ran: `python -m trainer` (or the `trainer` script), else the script's path."""
+    argv = sys.argv if argv is None else argv
+    return "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
+
+
 def command_line(argv: list[str] | None = None) -> str:
     """The command as typed (python -m trainer ...), with its secrets masked (trainer.tracking.secrets).
     Each argument is masked before it is quoted, so a quoted secret cannot slip past the mask."""
     argv = sys.argv if argv is None else argv
-    program = "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
-    return secrets.redact_text(" ".join([program, *(shlex.quote(secrets.redact_override(a)) for a in argv[1:])]))
+    return secrets.redact_text(" ".join([program(argv), *(shlex.quote(secrets.redact_override(a)) for a in argv[1:])]))
 
 
 def sweep_tags(job_num: int | None) -> dict[str, str]:
@@ -59,9 +67,22 @@ def sweep_tags(job_num: int | None) -> dict[str, str]:
     return tags
 
 
+def run_name(*, model: str, dataset: str, loop: str, overrides: list[str], job_num: int | None) -> str:
+    """What the run is, so runs tell apart in the runs table: a sweep child is what it varies
+    (child_run_name); any other run is what it trains, the hour and minute it started and four hex
+    digits, "mlp-digits-fit-1432-7f3a". The digits come from the operating system, not from Python's
+    `random`, which `seed` fixes before the run exists (MLflow's own names, drawn from it, were the
+    same for every run of one seed): runs started in the same minute, in parallel, still differ."""
+    child = child_run_name(overrides, job_num)
+    if child is not None:
+        return child
+    words = [re.sub(r"[\s/]+", "_", word.strip()) for word in (model, dataset, loop)]
+    return "-".join([*words, time.strftime("%H%M"), os.urandom(2).hex()])
+
+
 def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     """A sweep child's name is what it varies ("depth=3 loop=fit"), so the compare view reads well;
-    None (MLflow picks a name) outside a sweep."""
+    None outside a sweep."""
     if not os.environ.get(PARENT_RUN_ENV):
         return None
     # Hydra names a swept key as typed (`+model.x`); compare without the `+`/`~` on both sides.
@@ -70,7 +91,17 @@ def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     return " ".join(secrets.redact_override(o) for o in varied or overrides) or f"job {job_num}"
 
 
-def run_tags(*, model: str, variant: str, loop: str, dataset: str) -> dict[str, str]:
+def source_tags() -> dict[str, str]:
+    """The code that ran: commit, dirtiness and command line as our own tags, and as the tags the MLflow
+    UI reads for a run's Source and Version columns (mlflow.utils.mlflow_tags; written out here so this
+    module stays free of MLflow for the sweep's main process). A sweep's parent run has them too."""
     commit, dirty = git_state(code_root())
-    return {"model": model, "variant": variant, "loop": loop, "dataset": dataset,
-            "git.commit": commit, "git.dirty": dirty, "command": command_line()}
+    tags = {"git.commit": commit, "git.dirty": dirty, "command": command_line(),
+            "mlflow.source.name": program(), "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":  # the UI would show "unknow" as the version
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def run_tags(*, model: str, variant: str, loop: str, dataset: str) -> dict[str, str]:
+    return {"model": model, "variant": variant, "loop": loop, "dataset": dataset, **source_tags()}

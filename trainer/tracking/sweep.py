@@ -96,7 +96,6 @@ class MlflowSweep(Callback):
         experiment = store.experiment_id(client, config.tracking.experiment, config.tracking.artifact_location)
         sweep_dir = str(config.hydra.sweep.dir)
         self.sweep_id = os.path.relpath(sweep_dir, os.path.join(str(config.paths.output_dir), "multiruns"))
-        commit, dirty = provenance.git_state(provenance.code_root())
         tags = {
             "sweep": self.sweep_id,
             "sweep.role": "parent",
@@ -104,9 +103,7 @@ class MlflowSweep(Callback):
             "sweep.launcher": _short_target(config.hydra.launcher),
             "sweep.overrides": " ".join(secrets.redact_override(o) for o in config.hydra.overrides.task),
             "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
-            "command": provenance.command_line(),
-            "git.commit": commit,
-            "git.dirty": dirty,
+            **provenance.source_tags(),
         }
         run = store.with_lock_retries(client.create_run, experiment, tags=tags, run_name=f"sweep {self.sweep_id}")
         self.parent_run_id = run.info.run_id

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from trainer.tracking import secrets, stale
 from trainer.tracking.review import how_to_review, ui_command
 from trainer.tracking.store import experiment_id, with_lock_retries
+from trainer.tracking.system_metrics import PREFIX as SYSTEM_PREFIX, SystemMetrics
 
 # MLflow 3 limits: param values 6000 characters, tag values 8000, keys 250. Longer values are
 # cut predictably (the full config is always in the `config.yaml` artifact); long keys keep
@@ -146,11 +147,13 @@ class Tracker:
 
     enabled = True
 
-    def __init__(self, *, uri: str, artifact_location: str | None, experiment: str):
+    def __init__(self, *, uri: str, artifact_location: str | None, experiment: str, system_metrics: bool):
         self._uri = uri
         self.uri = secrets.redact_text(uri)  # as printed: the password of a user:password@ URI masked
         self.artifact_location = artifact_location
         self.experiment = experiment
+        self.system_metrics = system_metrics
+        self._system: SystemMetrics | None = None  # sampling the machine from start to end
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None  # set by start
@@ -176,6 +179,8 @@ class Tracker:
             self.run_id = resume_run_id
             self._logged_through = with_lock_retries(self._last_steps)
             self.set_tags(stale.owner_tags())
+            self._watch_system(first_step=1 + max((step for key, step in self._logged_through.items()
+                                                   if key.startswith(SYSTEM_PREFIX)), default=-1))
             return self.run_id
         tags = {**tags, **stale.owner_tags()}
         tag_values = {_key(k): _cut(str(v), TAG_VALUE_LIMIT) for k, v in secrets.redact_mapping(tags).items()}
@@ -185,7 +190,12 @@ class Tracker:
         items = [Param(k, v) for k, v in secrets.redact_mapping(param_items(params)).items()]
         for i in range(0, len(items), _BATCH):
             with_lock_retries(self.client.log_batch, self.run_id, params=items[i : i + _BATCH])
+        self._watch_system(first_step=0)
         return self.run_id
+
+    def _watch_system(self, first_step: int) -> None:
+        if self.system_metrics:
+            self._system = SystemMetrics(self.client, self.run_id, first_step=first_step)
 
     def set_tags(self, tags: dict) -> None:
         items = [RunTag(_key(k), _cut(str(v), TAG_VALUE_LIMIT)) for k, v in secrets.redact_mapping(tags).items()]
@@ -266,6 +276,12 @@ class Tracker:
     def end(self, status: str, error: BaseException | None = None) -> None:
         if self.run_id is None:
             return
+        if self._system is not None:
+            system, self._system = self._system, None
+            try:
+                system.stop()
+            except Exception:  # the status matters more than the machine's last sample
+                pass
         try:
             self.flush()
         except Exception:  # the status matters more than the last metrics
@@ -322,7 +338,7 @@ def create(settings: dict) -> Tracker | NoTracker:
     if not settings["enabled"]:
         return NoTracker()
     return Tracker(uri=settings["uri"], artifact_location=settings["artifact_location"],
-                   experiment=settings["experiment"])
+                   experiment=settings["experiment"], system_metrics=settings["system_metrics"])
 
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
