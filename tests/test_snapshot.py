@@ -106,7 +106,7 @@ def test_a_failed_write_raises_and_keeps_the_previous_snapshot(tmp_path, monkeyp
 
 def test_unconfirmed_metrics_are_replayed_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    tracker = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e", system_metrics=False)
     run_id = tracker.start(params={}, tags={})
     tracker.log_metrics({"loss": 1.0}, step=0)  # the first epoch leaves at once
     tracker.log_metrics({"loss": 0.5}, step=1)  # buffered: within SEND_INTERVAL_S of the first
@@ -116,7 +116,7 @@ def test_unconfirmed_metrics_are_replayed_once(tmp_path):
     # snapshot's list, twice even (two kills), and the store holds each metric once.
     tracker._buffer = []
     tracker.flush()
-    resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e", system_metrics=False)
     resumed.start(params={}, tags={}, resume_run_id=run_id)
     resumed.replay([list(m) for m in waiting])
     resumed.replay([list(m) for m in waiting])
@@ -153,12 +153,12 @@ def test_every_seconds_writes_when_due_and_at_the_last_epoch(tmp_path, monkeypat
 
 def test_a_resumed_run_keeps_the_killed_attempts_value_for_a_step_it_logs_again(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    tracker = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e", system_metrics=False)
     run_id = tracker.start(params={}, tags={})
     for step, value in enumerate([1.0, 0.8, 0.6]):
         tracker.log_metrics({"loss": value}, step=step)
     tracker.flush()  # then the process dies, after its last snapshot (epoch 1)
-    resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e")
+    resumed = tracking.Tracker(uri=uri, artifact_location=str(tmp_path / "artifacts"), experiment="e", system_metrics=False)
     resumed.start(params={}, tags={}, resume_run_id=run_id)
     for step, value in [(1, 0.81), (2, 0.61), (3, 0.4)]:  # epochs 2-4 retrained
         resumed.log_metrics({"loss": value, "val_loss": value}, step=step)
