@@ -8,13 +8,13 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import yaml
 
 import models
 from tests.conftest import REPO, without_tensorflow
+from tests.test_custom_model import MODEL_YAML
 from trainer.tracking.review import UI_URL, ui_command
 
 CONF = REPO / "conf"
@@ -139,15 +139,7 @@ def test_help_reads_a_users_config_dir_and_this_command_line(help_text, tmp_path
     conf = tmp_path / "my_conf"
     (conf / "model").mkdir(parents=True)
     (conf / "optimizer").mkdir()
-    (conf / "model" / "tiny.yaml").write_text(textwrap.dedent("""\
-        # @package _global_
-        model:
-          name: tiny
-          variant: functional
-          module: my_models.tiny
-        units: 16
-        activation: relu
-        """))
+    (conf / "model" / "tiny.yaml").write_text(MODEL_YAML)  # the user's model of docs/models-and-serving.md
     (conf / "optimizer" / "fastsgd.yaml").write_text("name: sgd\nlearning_rate: 0.1\nclipnorm: null\nclipvalue: null\n")
     text = help_text("--config-dir", str(conf), "model=tiny", "optimizer=fastsgd", "tracking=none")
     groups = _help_groups(text)
