@@ -17,6 +17,7 @@ import functools
 import keras
 
 from models import blocks as block_factories
+from models import losses  # noqa: F401  (registers the label-smoothing loss saved models are compiled with)
 from models import registry
 from models.definition import Definition
 from trainer.config.choices import VARIANTS

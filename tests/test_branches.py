@@ -30,11 +30,11 @@ TINY = ("model=mlp", "width=8", "tracking=none")
 def test_adamw_and_rmsprop_are_built_as_configured_and_train(make_cfg, runs, name, keras_class, knob, value):
     import keras
 
-    train(make_cfg(*TINY, f"optimizer={name}", f"optimizer.{knob}={value}", "epochs=2"))
+    train(make_cfg(*TINY, f"optimizer={name}", f"optimizer.{knob}={value}", "epochs=2", "schedule=constant"))
     (run,) = runs
     assert type(run.optimizer) is getattr(keras.optimizers, keras_class)
     assert getattr(run.optimizer, knob) == pytest.approx(value)
-    assert float(run.optimizer.learning_rate) == pytest.approx({"adamw": 0.003, "rmsprop": 0.001}[name])  # conf/optimizer
+    assert float(run.optimizer.learning_rate) == pytest.approx({"adamw": 0.02, "rmsprop": 0.001}[name])  # conf/optimizer
     assert run.history["loss"][1] < run.history["loss"][0]
     assert all(not np.array_equal(a, b) for a, b in zip(run.initial, run.weights, strict=True))
 
@@ -57,10 +57,10 @@ def test_exponential_schedule_multiplies_the_rate_by_decay_rate_each_epoch(make_
     (run,) = runs
     steps_per_epoch = math.ceil(run.data.split_sizes["train"] / 256)
     assert int(run.optimizer.iterations) == 2 * steps_per_epoch
-    assert float(run.optimizer.learning_rate) == pytest.approx(0.003 * 0.5 ** 2)
+    assert float(run.optimizer.learning_rate) == pytest.approx(0.02 * 0.5 ** 2)
     half = steps_per_epoch // 2  # staircase=false (the default): between epochs the rate decays smoothly
     run.optimizer.iterations.assign(half)
-    assert float(run.optimizer.learning_rate) == pytest.approx(0.003 * 0.5 ** (half / steps_per_epoch))
+    assert float(run.optimizer.learning_rate) == pytest.approx(0.02 * 0.5 ** (half / steps_per_epoch))
 
 
 # One SGD step (a batch larger than the training split), no momentum: the weights move by exactly

@@ -1,5 +1,5 @@
-"""Training learns, in both loops: the default digits run reaches the test accuracy README states,
-an image folder of classes told apart by their colour is learned, and a learning rate of 0
+"""Training learns, in both loops: the default digits run reaches the test accuracy README states
+(through the real command at each seed README quotes, and in process under both loops), an image folder of classes told apart by their colour is learned, and a learning rate of 0
 changes no weight and improves nothing."""
 
 from __future__ import annotations
@@ -18,11 +18,30 @@ from trainer.train import train
 LOOPS = ["fit", "custom"]
 
 
+def _readme_claim() -> re.Match:
+    text = " ".join((REPO / "README.md").read_text().split())  # line breaks fall anywhere in a paragraph
+    found = re.search(r"reaches ([0-9.]+), ([0-9.]+) and ([0-9.]+) test accuracy at seeds (\d+), (\d+) and (\d+)"
+                      r" \(at least ([0-9.]+)", text)
+    assert found, "README's Quick start no longer states the default run's test accuracy"
+    return found
+
+
 def readme_threshold() -> float:
     """The test accuracy README's Quick start promises for `python -m trainer`."""
-    found = re.search(r"reaches about [0-9.]+ test accuracy \(at least ([0-9.]+)", (REPO / "README.md").read_text())
-    assert found, "README's Quick start no longer states the default run's test accuracy"
-    return float(found[1])
+    return float(_readme_claim()[7])
+
+
+def readme_seeds() -> list[int]:
+    return [int(seed) for seed in _readme_claim().groups()[3:6]]
+
+
+@pytest.mark.parametrize("seed", readme_seeds())
+def test_the_default_command_reaches_the_readme_accuracy_at_each_seed_it_quotes(cli, seed):
+    # The command exactly as a user types it (tracking on), only the seed chosen.
+    result = cli(f"seed={seed}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = float(re.search(r"test_accuracy=([0-9.]+)", result.stdout)[1])
+    assert accuracy >= readme_threshold(), result.stdout
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -32,7 +51,9 @@ def test_the_default_run_reaches_the_test_accuracy_readme_states(make_cfg, runs,
     metrics = train(make_cfg("epochs=20", f"loop={loop}", "tracking=none"))
     assert metrics["test_accuracy"] >= readme_threshold(), metrics
     (run,) = runs
-    assert run.history["val_loss"][-1] < run.history["val_loss"][0] / 2, run.history["val_loss"]
+    # With label smoothing the loss cannot fall far below the smoothed targets' entropy (about
+    # 0.5 for 10 classes), so the check is that it fell, and the accuracy above that it learned.
+    assert run.history["val_loss"][-1] < run.history["val_loss"][0], run.history["val_loss"]
     assert any(not np.array_equal(a, b) for a, b in zip(run.initial, run.weights, strict=True))
 
 

@@ -96,7 +96,7 @@ def test_callback_histories_are_equal_across_loops(make_cfg, runs):
         train(make_cfg("model=mlp", "width=8", f"loop={loop}", "epochs=6", *QUICK,
                        "callbacks.early_stopping.enabled=true", "callbacks.early_stopping.monitor=val_loss",
                        "callbacks.early_stopping.min_delta=0.3", "callbacks.early_stopping.patience=1",
-                       "schedule=cosine", "schedule.warmup_epochs=1"))
+                       "schedule=cosine", "schedule.warmup_fraction=0.2"))
     fit, custom = runs
     assert len(fit.history["loss"]) == len(custom.history["loss"]) < 6  # stopped at the same epoch
     assert np.round(fit.history["val_loss"], 4).tolist() == np.round(custom.history["val_loss"], 4).tolist()

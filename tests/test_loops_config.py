@@ -23,7 +23,7 @@ from trainer.errors import ConfigError
         (["loop.steps_per_execution=0"], "loop.steps_per_execution must be an integer >= 1"),
         (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum must be a number in [0.0, 1.0)"),
         (["optimizer.clipnorm=0"], "optimizer.clipnorm must be a finite number > 0.0. Received: optimizer.clipnorm=0"),
-        (["schedule=cosine", "epochs=2", "schedule.warmup_epochs=2"], "schedule.warmup_epochs must be smaller than epochs (2)"),
+        (["schedule.warmup_fraction=1"], "schedule.warmup_fraction must be a number in [0.0, 1.0). Received: schedule.warmup_fraction=1"),
         (["schedule=exponential", "schedule.decay_rate=0"], "schedule.decay_rate must be a number in (0.0, 1.0]"),
         (["callbacks.early_stopping.monitor=val_acc"],
          "callbacks.early_stopping.monitor must be one of loss, accuracy, val_loss, val_accuracy. Received:"),

@@ -1,7 +1,9 @@
 """Saving, checked the way users load: every registry model x both variants is saved to `.keras`
 and logged to MLflow here, then ONE fresh Python process (one TensorFlow start-up for the whole
 grid) loads them back: `mlflow.pyfunc.load_model` with none of this project imported, then
-`keras.models.load_model` in safe mode once `models.net.register_all()` has run. Predictions must match."""
+`keras.models.load_model` in safe mode once `models.net.register_all()` has run. Predictions must match.
+Each model is compiled as `loop=fit` compiles it, with the default label-smoothing loss, which
+the saved file's compile config names."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import models
-from models import net
+from models import losses, net
 from tests.conftest import REPO, tracking_uri
 from tests.test_models import INPUT_SHAPE, NUM_CLASSES, knob_values
 from trainer.tracking import export
+
+LABEL_SMOOTHING = 0.1  # the default run's
 
 FRESH_PROCESS = textwrap.dedent(
     """
@@ -55,6 +59,7 @@ FRESH_PROCESS = textwrap.dedent(
         model = keras.models.load_model(entry["keras"])
         report[key]["keras"] = model.predict(np.load(entry["rescaled"]), verbose=0).tolist()
         report[key]["class"] = type(model).__name__
+        report[key]["loss"] = [type(model.loss).__name__, model.loss.get_config().get("label_smoothing")]
     json.dump(report, open(sys.argv[2], "w"))
     """
 )
@@ -84,6 +89,7 @@ def saved(tmp_path_factory):
         for variant in models.VARIANTS:
             model = net.build(name, variant, input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES,
                               **knob_values(name, "l2-tanh-dropout"))
+            model.compile(optimizer="adam", loss=losses.build(LABEL_SMOOTHING), metrics=["accuracy"])
             keras_path = root / f"{name}-{variant}.keras"
             model.save(keras_path)
             run = client.create_run(experiment)
@@ -116,6 +122,8 @@ def test_keras_file_loads_in_a_fresh_process_with_identical_predictions(saved, k
     np.testing.assert_allclose(np.array(report[key]["keras"]), expected[key], atol=1e-6, rtol=0)
     name, variant = key.split("/")
     assert report[key]["class"] == (models.get(name).__name__ if variant == "subclassed" else "Functional")
+    # The loss comes back too, so `evaluate` reports what training reported.
+    assert report[key]["loss"] == ["SmoothedSparseCategoricalCrossentropy", LABEL_SMOOTHING]
 
 
 @pytest.mark.parametrize("key", KEYS)

@@ -101,6 +101,7 @@ def train(cfg: DictConfig) -> dict:
                 #    the epoch the snapshot had reached.
                 history, test_metrics = loops.get(loop_cfg["name"]).run(
                     model, data, epochs=settings["epochs"], optimizer=optimizer, strategy=strategy,
+                    loss=compile_.build_loss(settings["label_smoothing"]),
                     callbacks=callbacks_lib.build(settings["callbacks"], settings["schedule"], run_dir=job.run_dir,
                                                   loggers=loggers, snapshot_callback=snapshot_callback),
                     steps_per_execution=loop_cfg["steps_per_execution"],

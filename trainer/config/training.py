@@ -41,12 +41,10 @@ def _check_optimizer(opt: DictConfig) -> None:
         checks.boolean("optimizer.nesterov", opt.nesterov)
 
 
-def _check_schedule(schedule: DictConfig, epochs: int) -> None:
+def _check_schedule(schedule: DictConfig) -> None:
     checks.one_of("schedule.name", schedule.name, SCHEDULES)
     if schedule.name == "cosine":
-        warmup = checks.number_above("schedule.warmup_epochs", schedule.warmup_epochs, 0.0, inclusive=True)
-        if warmup >= epochs:
-            raise checks.fail("schedule.warmup_epochs", f"smaller than epochs ({epochs})", schedule.warmup_epochs)
+        checks.number_in("schedule.warmup_fraction", schedule.warmup_fraction, 0.0, 1.0)
         checks.number_in("schedule.alpha", schedule.alpha, 0.0, 1.0, high_open=False)
     elif schedule.name == "exponential":
         checks.number_in("schedule.decay_rate", schedule.decay_rate, 0.0, 1.0, low_open=True, high_open=False)
@@ -171,7 +169,7 @@ def _check_fit_under_strategy(loop: DictConfig, strategy: DictConfig) -> None:
 def check(cfg: DictConfig) -> None:
     _check_loop(cfg.loop)
     _check_optimizer(cfg.optimizer)
-    _check_schedule(cfg.schedule, cfg.epochs)
+    _check_schedule(cfg.schedule)
     _check_callbacks(cfg.callbacks)
     _check_strategy(cfg.strategy, cfg.batch_size)
     _check_fit_under_strategy(cfg.loop, cfg.strategy)

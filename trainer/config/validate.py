@@ -24,7 +24,7 @@ from trainer.data import settings as data_settings
 from trainer.errors import ConfigError
 
 # Top-level scalars that belong to the run rather than to the model.
-RUN_KEYS = ("seed", "epochs", "batch_size", "deterministic", "precision")
+RUN_KEYS = ("seed", "epochs", "batch_size", "deterministic", "precision", "label_smoothing")
 
 # keras.utils.set_random_seed seeds numpy too, whose seeds are unsigned 32-bit integers.
 MAX_SEED = 2**32 - 1
@@ -249,6 +249,7 @@ def validate(cfg: DictConfig) -> dict:
     checks.int_at_least("epochs", cfg.epochs, 1)
     checks.int_at_least("batch_size", cfg.batch_size, 1)
     checks.int_in("seed", cfg.seed, 0, MAX_SEED)
+    checks.number_in("label_smoothing", cfg.label_smoothing, 0, 1)
     checks.one_of("model.variant", cfg.model.variant, choices.VARIANTS)
     training.check(cfg)
     data_settings.check(cfg.data)

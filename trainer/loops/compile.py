@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import keras
 
+from models import losses
 from trainer.config import metrics as metric_names
 from trainer.config.choices import OPTIMIZERS, SCHEDULES
 
 
 
-def build_loss() -> keras.losses.Loss:
-    # Models end in a float32 softmax (models/blocks.py), so the loss takes probabilities.
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=False)
+def build_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
+    return losses.build(label_smoothing)
 
 
 def build_metrics() -> list[keras.metrics.Metric]:
@@ -26,7 +26,7 @@ def build_schedule(schedule: dict, *, learning_rate: float, steps_per_epoch: int
     if name in ("constant", "reduce_on_plateau"):
         return learning_rate
     if name == "cosine":
-        warmup = int(round(schedule["warmup_epochs"] * steps_per_epoch))
+        warmup = int(round(schedule["warmup_fraction"] * epochs * steps_per_epoch))
         return keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup else learning_rate,
             decay_steps=max(1, epochs * steps_per_epoch - warmup),

@@ -42,7 +42,7 @@ def _num_batches(dataset: tf.data.Dataset) -> int:
     return count
 
 
-def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
+def run(model, data, *, epochs: int, optimizer, loss, callbacks: list, strategy, steps_per_execution: int,
         jit_compile: bool, verbose: int, initial_epoch: int = 0) -> tuple[dict, dict]:
     """`initial_epoch`: the epochs a resumed run had completed (its snapshot already restored)."""
     spe = steps_per_execution
@@ -50,7 +50,7 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
         # Build the optimizer's slots now, inside the scope, so they are mirrored and restorable.
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        steps = Steps(model, optimizer, loss=compile_.build_loss(), metrics=compile_.build_metrics(),
+        steps = Steps(model, optimizer, loss=loss, metrics=compile_.build_metrics(),
                       strategy=strategy, steps_per_execution=spe, jit_compile=jit_compile)
     # Callbacks reach the optimizer through the model (ReduceLROnPlateau sets its learning rate).
     model.optimizer = optimizer
@@ -85,4 +85,4 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     optimizer.finalize_variable_values(model.trainable_weights)
     cbs.on_train_end(logs=epoch_logs)
     history = model.history.history if getattr(model, "history", None) is not None else {}
-    return history, setup.test_metrics(model, data, strategy, lambda: _evaluate(steps, feed.test, sizes["test"], spe))
+    return history, setup.test_metrics(model, data, strategy, loss, lambda: _evaluate(steps, feed.test, sizes["test"], spe))

@@ -7,11 +7,11 @@ from trainer.loops import setup
 from trainer.run import distribute
 
 
-def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps_per_execution: int,
+def run(model, data, *, epochs: int, optimizer, loss, callbacks: list, strategy, steps_per_execution: int,
         jit_compile: bool, verbose: int, initial_epoch: int = 0) -> tuple[dict, dict]:
     """`initial_epoch`: the epochs a resumed run had completed (its snapshot already restored)."""
     with strategy.scope():
-        model.compile(optimizer=optimizer, loss=compile_.build_loss(), metrics=compile_.build_metrics(),
+        model.compile(optimizer=optimizer, loss=loss, metrics=compile_.build_metrics(),
                       steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     steps = int(data.train.cardinality()) if int(data.train.cardinality()) >= 0 else None
     # Keras distributes the splits itself; under a strategy they are only sharded by example.
@@ -23,6 +23,6 @@ def run(model, data, *, epochs: int, optimizer, callbacks: list, strategy, steps
     history = model.fit(feed.train, validation_data=feed.validation, epochs=epochs, initial_epoch=initial_epoch,
                         callbacks=feed.callbacks, steps_per_epoch=steps, verbose=verbose,
                         shuffle=False)  # the tf.data pipeline already shuffles with the run seed
-    return history.history, setup.test_metrics(model, data, strategy,
+    return history.history, setup.test_metrics(model, data, strategy, loss,
                                                lambda: model.evaluate(feed.test, return_dict=True, verbose=0))
 

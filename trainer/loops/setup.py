@@ -34,12 +34,12 @@ def prepare(model, data, *, feed: Callable[[tf.data.Dataset], object], callbacks
                 callbacks_lib.callback_list(callbacks, model=model, epochs=epochs, steps=steps, verbose=verbose))
 
 
-def test_metrics(model, data, strategy, evaluate: Callable[[], dict]) -> dict:
+def test_metrics(model, data, strategy, loss, evaluate: Callable[[], dict]) -> dict:
     """{"test_<metric>": value}. In a multi-worker cluster every worker evaluates the whole test
     split on its own copy of the weights, with no collective op (loops/step.py, evaluate_here);
     elsewhere `evaluate()`, the loop's own evaluation of its test feed."""
     if distribute.is_multi_worker(strategy):
-        logs = evaluate_here(model, data.test, loss=compile_.build_loss(), metrics=compile_.build_metrics())
+        logs = evaluate_here(model, data.test, loss=loss, metrics=compile_.build_metrics())
     else:
         logs = evaluate()
     return {f"test_{k}": float(v) for k, v in logs.items()}

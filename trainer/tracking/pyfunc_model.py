@@ -29,7 +29,9 @@ class KerasClassifier(PythonModel):
         if "models.registry" in sys.modules:
             importlib.import_module("models.net").register_all()
         self.input_scale = float(config["input_scale"])
-        self.model = keras.models.load_model(context.artifacts["keras_model"])
+        # Serving only predicts: without compile=False, the loss of a model trained with label
+        # smoothing (a class of this project, models/losses.py) would be needed to load it.
+        self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
 
     # The hint names what MLflow hands over for a tensor signature (and silences its warning).
     def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
