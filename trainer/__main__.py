@@ -6,6 +6,7 @@ TensorFlow is imported, `trainer.train.train` does the work.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -47,4 +48,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        # Everything is recorded and flushed by now (the run has ended; MLflow's and logging's own
+        # exit handlers still run). What is left is the interpreter's last collections over every
+        # object TensorFlow, Keras and MLflow made, which only free memory the process is about to
+        # give back anyway, so they are skipped (trainer/train.py froze the imports' objects).
+        gc.freeze()
