@@ -34,6 +34,18 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    """`python -m trainer` and the `trainer` command; the process ends when it returns."""
+    try:
+        _command()
+    finally:
+        # Everything is recorded by now (the run has ended; MLflow's and logging's exit handlers
+        # still run after this). What is left is the interpreter's last collections over every
+        # object TensorFlow, Keras and MLflow made, which only free memory the process is about to
+        # give back anyway: skipped (trainer/train.py froze the imports' objects already).
+        gc.freeze()
+
+
+def _command() -> None:
     console.quiet_mlflow_info()
     command.preflight(task_function=_hydra_main)
     try:
@@ -48,11 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        # Everything is recorded and flushed by now (the run has ended; MLflow's and logging's own
-        # exit handlers still run). What is left is the interpreter's last collections over every
-        # object TensorFlow, Keras and MLflow made, which only free memory the process is about to
-        # give back anyway, so they are skipped (trainer/train.py froze the imports' objects).
-        gc.freeze()
+    main()
