@@ -4,11 +4,13 @@ and the dependency floors keep known-vulnerable releases out."""
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import importlib.metadata
 import io
 import re
 import tomllib
+import types
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,29 @@ def test_redaction_masks_secret_env_values_and_secret_named_keys():
     assert "home: /root" in masked and "width=8" in masked  # only secrets are masked
     assert secrets.redact_mapping({"model.api_key": "x", "model.width": 8, "note": f"a{ENV_SECRET}b"}, env) == {
         "model.api_key": "***", "model.width": 8, "note": "a***b"}
+
+
+def test_secrets_are_found_while_another_thread_unsets_a_variable(monkeypatch):
+    # MLflow's telemetry thread unsets _MLFLOW_TELEMETRY_SESSION_ID while the run logs its params:
+    # the name is listed, then gone by the time its value is read.
+    class Racing(collections.abc.Mapping):  # os.environ as that thread leaves it
+        def __init__(self, data):
+            self.data = dict(data)
+
+        def __iter__(self):
+            return iter(list(self.data))
+
+        def __len__(self):
+            return len(self.data)
+
+        def __getitem__(self, name):
+            if name == "GONE":
+                del self.data[name]
+                raise KeyError(name)
+            return self.data[name]
+
+    monkeypatch.setattr(secrets, "os", types.SimpleNamespace(environ=Racing({"GONE": "x", "MY_API_TOKEN": ENV_SECRET})))
+    assert secrets.redact_text(f"note: {ENV_SECRET}") == "note: ***"
 
 
 def test_a_run_logs_no_secret_in_params_tags_or_artifacts(cli, tmp_path):

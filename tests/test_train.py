@@ -7,6 +7,9 @@ test_loops.py (a failure inside either loop ends the run FAILED with its traceba
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -40,3 +43,19 @@ def test_unknown_model_lists_known_names():
     for name in models.names():
         assert name in message
     assert "Received: model=resnt" in message
+
+
+def test_the_first_imports_are_frozen_out_of_the_collector_and_a_later_jobs_are_not():
+    code = ("import gc, sys\n"
+            "import trainer.train as t\n"
+            "with t._kept_for_good():\n"
+            "    import tensorflow\n"
+            "first = gc.get_freeze_count()\n"
+            "with t._kept_for_good():\n"
+            "    garbage = [[] for _ in range(1000)]\n"
+            "print(first > 0, gc.get_freeze_count() == first, gc.isenabled())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Frozen once, by the imports; what the next job makes stays collectable; the collector runs again.
+    assert proc.stdout.split() == ["True", "True", "True"]

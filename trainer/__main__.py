@@ -6,6 +6,7 @@ TensorFlow is imported, `trainer.train.train` does the work.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -33,6 +34,18 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    """`python -m trainer` and the `trainer` command; the process ends when it returns."""
+    try:
+        _command()
+    finally:
+        # Everything is recorded by now (the run has ended; MLflow's and logging's exit handlers
+        # still run after this). What is left is the interpreter's last collections over every
+        # object TensorFlow, Keras and MLflow made, which only free memory the process is about to
+        # give back anyway: skipped (trainer/train.py froze the imports' objects already).
+        gc.freeze()
+
+
+def _command() -> None:
     console.quiet_mlflow_info()
     command.preflight(task_function=_hydra_main)
     try:

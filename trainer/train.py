@@ -4,7 +4,9 @@ before TensorFlow loads and before any MLflow run exists; once the run exists, i
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
+import sys
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
@@ -27,7 +29,8 @@ def train(cfg: DictConfig) -> dict:
     #    the credentials, a path that is not an MLflow database), before TensorFlow loads.
     settings = validate(cfg)
     if settings["tracking"]["enabled"]:
-        prepare_store(settings["tracking"]["uri"])
+        with _kept_for_good():  # MLflow's modules and its cached store
+            prepare_store(settings["tracking"]["uri"])
     job = _hydra_job()
 
     # ==========================================================================================
@@ -41,7 +44,7 @@ def train(cfg: DictConfig) -> dict:
     #      (5) release, on leaving the `with` however the run ended: the lock, and an empty folder.
     with resume.plan(settings, lock=True) as planned:
         # The TensorFlow boundary: everything below imports TensorFlow, Keras or MLflow.
-        with console.tensorflow_start_up_quiet():
+        with console.tensorflow_start_up_quiet(), _kept_for_good():
             from models import net
             from trainer.tracking import artifacts, export, provenance, tracker as tracking
             from trainer.run import distribute, runtime, signals
@@ -139,6 +142,25 @@ def _hydra_job() -> _Job:
         return _Job(os.path.abspath(os.getcwd()), [], None)
     hydra = HydraConfig.get()
     return _Job(hydra.runtime.output_dir, list(hydra.overrides.task), hydra.job.get("num"))
+
+
+@contextlib.contextmanager
+def _kept_for_good():
+    """Around the first imports of a process, whose objects live until it exits: the garbage
+    collector pauses while they are made and then never walks them again (`gc.freeze`). Otherwise
+    every full collection, the ones importing TensorFlow and MLflow set off and `clear_session`'s,
+    and the last one at interpreter exit, walks all of TensorFlow's, Keras's and MLflow's objects
+    again. Once TensorFlow is loaded (the next job of a sweep, a test session), nothing is frozen:
+    what a previous job left must stay collectable."""
+    if "tensorflow" in sys.modules or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _reset_global_state() -> None:

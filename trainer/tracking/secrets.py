@@ -58,9 +58,20 @@ def is_secret_key(key: str) -> bool:
 def secret_values(environ=None) -> list[str]:
     """Values of the environment's secret-named variables, longest first (so a secret that
     contains another is masked whole)."""
-    environ = os.environ if environ is None else environ
+    environ = _environ_now() if environ is None else environ
     found = {value for name, value in environ.items() if is_secret_name(name) and len(value) >= MIN_SECRET_LENGTH}
     return sorted(found, key=len, reverse=True)
+
+
+def _environ_now() -> dict:
+    """A copy of os.environ. Another thread may change it while it is read: MLflow's telemetry
+    thread unsets `_MLFLOW_TELEMETRY_SESSION_ID` when its server does not answer, and reading
+    os.environ meanwhile raises KeyError (a name listed, then gone) or RuntimeError."""
+    while True:
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):
+            continue
 
 
 def redact_text(text: str, environ=None) -> str:
