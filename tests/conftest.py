@@ -23,6 +23,7 @@ from trainer.cli import resolvers
 
 resolvers.register()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # tests send nothing to MLflow's servers
 REPO = Path(__file__).resolve().parents[1]
 
 

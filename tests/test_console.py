@@ -95,3 +95,17 @@ def test_the_documented_switch_shows_tensorflows_lines_again(tmp_path, tfds_dir)
     done = _train(tmp_path, tfds_dir, TF_CPP_MIN_LOG_LEVEL="0")
     assert done.returncode == 0, done.stderr[-3000:]
     assert any(m in done.stderr for m in MARKERS), done.stderr
+
+
+def test_mlflow_sends_no_telemetry_and_logs_no_info_unless_the_user_asks(monkeypatch):
+    for name in ("MLFLOW_LOGGING_LEVEL", "MLFLOW_DISABLE_TELEMETRY"):
+        monkeypatch.delenv(name, raising=False)
+    console.mlflow_defaults()
+    assert (os.environ["MLFLOW_LOGGING_LEVEL"], os.environ["MLFLOW_DISABLE_TELEMETRY"]) == ("WARNING", "true")
+    from mlflow.telemetry.utils import is_telemetry_disabled
+
+    assert is_telemetry_disabled()
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "INFO")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    console.mlflow_defaults()
+    assert (os.environ["MLFLOW_LOGGING_LEVEL"], os.environ["MLFLOW_DISABLE_TELEMETRY"]) == ("INFO", "false")

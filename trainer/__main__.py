@@ -46,7 +46,7 @@ def main() -> None:
 
 
 def _command() -> None:
-    console.quiet_mlflow_info()
+    console.mlflow_defaults()
     command.preflight(task_function=_hydra_main)
     try:
         _hydra_main()

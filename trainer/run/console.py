@@ -27,11 +27,13 @@ START_UP = re.compile(
 )
 
 
-def quiet_mlflow_info() -> None:
+def mlflow_defaults() -> None:
     """MLflow logs INFO notes of its own housekeeping (creating its tables, validating the input
-    example) to the console; the run's own report says what matters. MLFLOW_LOGGING_LEVEL set by
-    the user wins."""
+    example) to the console; the run's own report says what matters. And MLflow 3 sends usage
+    telemetry to its own servers from a background thread, where a run should talk to no server
+    the user did not name. MLFLOW_LOGGING_LEVEL and MLFLOW_DISABLE_TELEMETRY set by the user win."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @contextlib.contextmanager
