@@ -18,12 +18,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Config groups of Hydra's own that a command line may choose (hydra/launcher=joblib, ...).
-HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/sweeper/sampler", "hydra/job_logging",
-                "hydra/hydra_logging")
+HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/job_logging", "hydra/hydra_logging")
 
 # Hydra settings a command line may set: run and sweep folders, the mode, log levels, and the
-# documented parameters of the launchers and sweepers (Hydra's BasicSweeperConf, the installed
-# JobLibLauncherConf and OptunaSweeperConf; tests/test_cli_safety.py holds the names to them).
+# documented parameters of the launchers and sweepers (the installed JobLibLauncherConf, trainer's
+# own GridSweeperConf and OptunaSweeperConf; tests/test_cli_safety.py holds the names to them).
 # `*` is one key, `**` any number of keys.
 HYDRA_KEYS = (
     "hydra.mode", "hydra.verbose",
@@ -34,7 +33,8 @@ HYDRA_KEYS = (
     "hydra.launcher.timeout", "hydra.launcher.batch_size",
     "hydra.sweeper.max_batch_size", "hydra.sweeper.params.**",
     "hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.direction", "hydra.sweeper.study_name",
-    "hydra.sweeper.storage", "hydra.sweeper.max_failure_rate", "hydra.sweeper.sampler.*",
+    "hydra.sweeper.storage", "hydra.sweeper.max_failure_rate", "hydra.sweeper.sampler", "hydra.sweeper.seed",
+    "hydra.sweeper.new_study",
 )
 
 # Keys whose value names code: anywhere in a config, and in the logging configs.

@@ -1,0 +1,151 @@
+"""Sweeps that persist and resume, through the real command line: an Optuna study stopped by
+SIGTERM and then by SIGKILL in the middle of a trial, continued by rerunning the same command (the
+same study, the same MLflow parent run, the interrupted trial resumed in its own run); a grid sweep
+killed in the middle of a job; and a rerun whose search space changed, refused in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import tracking_uri
+
+# A small, fast search: every trial trains the dynamic model on digits for EPOCHS epochs, with a
+# checkpoint at every epoch so a kill always leaves one to resume from.
+EPOCHS = 20
+OPTUNA = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"epochs={EPOCHS}", "resume.every_seconds=0",
+          "callbacks.progress=none", "hydra.sweeper.params.depth='choice(1,2)'", "hydra.sweeper.params.width='choice(4,8)'",
+          "hydra.sweeper.params.batch_size='choice(64)'"]
+
+
+def _start(root: Path, tfds_dir: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "TRAINER_ROOT": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "trainer", *args, f"data.data_dir={tfds_dir}"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _runs(root: Path):
+    client = MlflowClient(tracking_uri(root))
+    experiment = client.get_experiment_by_name("trainer")
+    return client, ([] if experiment is None else client.search_runs([experiment.experiment_id]))
+
+
+def _stop_in_job(root: Path, process: subprocess.Popen, job: int, sig: int) -> str:
+    """Send `sig` once job `job` has a checkpoint (an epoch done); the id of that job's run."""
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the job wrote no checkpoint in time"
+        if list(Path(root, "outputs", "checkpoints").glob("*/state.ckpt")):
+            running = [r for r in _runs(root)[1] if r.data.tags.get("sweep.job") == str(job)
+                       and r.info.status == "RUNNING"]
+            if running:
+                break
+        time.sleep(0.2)
+    process.send_signal(sig)
+    process.communicate(timeout=120)
+    return running[0].info.run_id
+
+
+def _family(root: Path):
+    client, runs = _runs(root)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    return client, parent, {int(r.data.tags["sweep.job"]): r for r in runs if r is not parent}
+
+
+def _one_value_per_epoch(client, run_id: str) -> None:
+    steps = [m.step for m in client.get_metric_history(run_id, "loss")]
+    assert sorted(steps) == list(range(EPOCHS)), steps
+
+
+def test_an_optuna_study_stopped_by_sigterm_then_sigkill_resumes_by_rerunning_the_command(tmp_path, tfds_dir):
+    first = _start(tmp_path, tfds_dir, *OPTUNA)
+    killed_run = _stop_in_job(tmp_path, first, 0, signal.SIGTERM)
+    assert first.returncode == 128 + signal.SIGTERM
+    _, parent, children = _family(tmp_path)
+    assert parent.info.status == "KILLED" and children[0].info.status == "KILLED"
+
+    second = _start(tmp_path, tfds_dir, *OPTUNA)
+    _stop_in_job(tmp_path, second, 1, signal.SIGKILL)  # a hard kill leaves the trial and the parent RUNNING
+
+    third = _start(tmp_path, tfds_dir, *OPTUNA)
+    stdout, stderr = third.communicate(timeout=600)
+    assert third.returncode == 0, stderr[-3000:]
+    (study_line,) = [line for line in stdout.splitlines() if line.startswith("resuming sweep ")]
+    assert study_line.endswith(": 1 of 2 trials done; trial 1 interrupted, running it again"), study_line
+    study_name = study_line.split()[2].rstrip(":")
+
+    client, parent2, children = _family(tmp_path)
+    assert parent2.info.run_id == parent.info.run_id and parent2.info.status == "FINISHED"
+    assert sorted(children) == [0, 1] and children[0].info.run_id == killed_run
+    for child in children.values():
+        assert child.info.status == "FINISHED" and child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        _one_value_per_epoch(client, child.info.run_id)  # resumed from its checkpoint, no epoch logged twice
+    assert parent2.data.metrics["sweep_jobs"] == 2 and parent2.data.metrics["sweep_failed_jobs"] == 0
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "outputs" / "studies" / f"{study_name}.journal")))
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert [t.number for t in study.trials] == [0, 1]
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    # Each trial's value is its run's sweep.metric.
+    assert {t.number: t.value for t in study.trials} == {n: c.data.metrics["val_accuracy"] for n, c in children.items()}
+
+    # Done: the same command has nothing to run; a larger n_trials continues the same study.
+    done = subprocess.run([sys.executable, "-m", "trainer", *OPTUNA], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "TRAINER_ROOT": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == (f"sweep {study_name} is complete: 2 of 2 trials done, nothing to run (a larger"
+                                   " hydra.sweeper.n_trials continues it; hydra.sweeper.new_study=true starts a new study)")
+
+
+def test_a_grid_sweep_killed_in_a_job_reruns_only_the_jobs_that_did_not_finish(tmp_path, tfds_dir):
+    grid = ["-m", "model=mlp", "width=4,8", f"epochs={EPOCHS}", "resume.every_seconds=0", "callbacks.progress=none"]
+    first = _start(tmp_path, tfds_dir, *grid)
+    killed_run = _stop_in_job(tmp_path, first, 1, signal.SIGKILL)
+    client, parent, children = _family(tmp_path)
+    finished_before = children[0].info.end_time
+
+    second = _start(tmp_path, tfds_dir, *grid)
+    stdout, stderr = second.communicate(timeout=600)
+    assert second.returncode == 0, stderr[-3000:]
+    assert f"resuming sweep {parent.data.tags['sweep']}: 1 of 2 jobs done" in stdout.splitlines()
+    client, parent2, children = _family(tmp_path)
+    assert parent2.info.run_id == parent.info.run_id and parent2.info.status == "FINISHED"
+    assert sorted(children) == [0, 1] and children[1].info.run_id == killed_run
+    assert children[0].info.end_time == finished_before  # not run again
+    for child in children.values():
+        assert child.info.status == "FINISHED"
+        _one_value_per_epoch(client, child.info.run_id)
+    assert "sweep: 2 jobs, 2 finished, 0 failed" in stdout
+    # The rerun's own folder holds only the jobs it ran.
+    folders = sorted(Path(tmp_path, "outputs", "multiruns").glob("*/*"))
+    assert len(folders) == 2 and not (folders[1] / "0").exists() and (folders[1] / "1").is_dir()
+
+
+def test_a_rerun_whose_search_space_changed_is_refused_unless_a_new_study_is_asked_for(cli, tmp_path):
+    small = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "epochs=1", "hydra.sweeper.params.depth='choice(1)'",
+             "hydra.sweeper.params.width='choice(4)'", "hydra.sweeper.params.batch_size='choice(64)'"]
+    assert cli(*small).returncode == 0
+    changed = [a.replace("depth='choice(1)'", "depth='choice(1,2)'") for a in small]
+    refused = cli(*changed)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: the search changed since study optuna-") and (
+        "(depth: choice(1) -> choice(1, 2)): a study keeps one search space; add hydra.sweeper.new_study=true to"
+        " start a new study, or set hydra.sweeper.study_name.") in line, line
+    _, runs = _runs(tmp_path)
+    assert len(runs) == 2  # the refused command started nothing
+    new = cli(*changed, "hydra.sweeper.new_study=true")
+    assert new.returncode == 0, new.stderr[-3000:]
+    (started,) = [line for line in new.stdout.splitlines() if line.startswith("sweep optuna-")]
+    assert started.split()[1].endswith("-2:") and "a new study of 1 trials" in started
+    _, runs = _runs(tmp_path)
+    assert len([r for r in runs if r.data.tags.get("sweep.role") == "parent"]) == 2
