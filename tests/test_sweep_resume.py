@@ -131,8 +131,10 @@ def test_a_grid_sweep_killed_in_a_job_reruns_only_the_jobs_that_did_not_finish(t
 
 
 def test_a_rerun_whose_search_space_changed_is_refused_unless_a_new_study_is_asked_for(cli, tmp_path):
+    # In a database storage this time (SQLite through Optuna's RDBStorage, as PostgreSQL would be).
     small = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "epochs=1", "hydra.sweeper.params.depth='choice(1)'",
-             "hydra.sweeper.params.width='choice(4)'", "hydra.sweeper.params.batch_size='choice(64)'"]
+             "hydra.sweeper.params.width='choice(4)'", "hydra.sweeper.params.batch_size='choice(64)'",
+             f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db"]
     assert cli(*small).returncode == 0
     changed = [a.replace("depth='choice(1)'", "depth='choice(1,2)'") for a in small]
     refused = cli(*changed)
@@ -149,3 +151,6 @@ def test_a_rerun_whose_search_space_changed_is_refused_unless_a_new_study_is_ask
     assert started.split()[1].endswith("-2:") and "a new study of 1 trials" in started
     _, runs = _runs(tmp_path)
     assert len([r for r in runs if r.data.tags.get("sweep.role") == "parent"]) == 2
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/studies.db"))
+    assert len(names) == 2 and names[1] == names[0] + "-2"
+    assert not (tmp_path / "outputs" / "studies").exists()

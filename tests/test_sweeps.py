@@ -193,8 +193,9 @@ def test_a_grid_sampler_runs_each_point_once_in_a_study_kept_in_a_journal_file(c
     search = ["-m", "hparams_search=optuna", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=10", "epochs=1",
               f"hydra.sweeper.storage={journal}", "hydra.sweeper.study_name=depths",
               "hydra.sweeper.params.depth='range(1,3)'", "hydra.sweeper.params.width='choice(4)'",
-              "hydra.sweeper.params.batch_size='choice(64)'", "hydra.sweeper.params.dropout='choice(0.0)'",
-              "hydra.sweeper.params.optimizer.learning_rate='choice(0.001)'"]
+              "hydra.sweeper.params.batch_size='choice(64)'",
+              # A key on the command line replaces hydra.sweeper.params' (a dotted one cannot be set there).
+              "dropout=0.0", "optimizer.learning_rate=0.001"]
     result = cli(*search)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"sweep depths: a new study of 2 trials, stored in {journal}" in result.stdout.splitlines()

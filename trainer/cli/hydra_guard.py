@@ -1,7 +1,8 @@
 """What of Hydra a command line may change, and what code a composed config may name.
 
-Hydra imports and calls whatever a config names: `_target_` (callbacks, launcher, sweeper, the
-Optuna sampler), `hydra.sweeper.custom_search_space`, and in the logging configs it hands to
+Hydra imports and calls whatever a config names: `_target_` (callbacks, launcher, sweeper; trainer's
+Optuna sweeper takes its sampler by name, not as code), `hydra.sweeper.custom_search_space` (of
+hydra-optuna-sweeper's configs, should one be on the search path), and in the logging configs it hands to
 `logging.config.dictConfig`, `()`, `class` and `ext://` values. The composed config (the `hydra`
 node included, every interpolation resolved) may name only what the project's conf/ and the
 configs of Hydra and its installed plugins name; the command line may set only the Hydra

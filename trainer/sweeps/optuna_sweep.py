@@ -104,8 +104,6 @@ def _too_many_failures(counts: dict, rate: float) -> bool:
 def _launch_and_tell(study, launcher, jobs: list[tuple[int, list[str]]]) -> None:
     """Launch the jobs (trial number, overrides) and tell the study each one's value; consecutive
     trial numbers go to the launcher together (hydra/launcher=joblib runs them at once)."""
-    from optuna.trial import TrialState
-
     groups: list[list[tuple[int, list[str]]]] = []
     for job in sorted(jobs):
         if groups and groups[-1][-1][0] + 1 == job[0]:
@@ -120,10 +118,22 @@ def _launch_and_tell(study, launcher, jobs: list[tuple[int, list[str]]]) -> None
                 value = float(value)
             except (TypeError, ValueError):
                 value = math.nan
-            if math.isfinite(value):
-                study.tell(number, value)
-            else:
-                study.tell(number, state=TrialState.FAIL)
+            _tell(study, number, value)
+
+
+def _tell(study, number: int, value: float) -> None:
+    from optuna.trial import TrialState
+
+    try:
+        if math.isfinite(value):
+            study.tell(number, value)
+        else:
+            study.tell(number, state=TrialState.FAIL)
+    except RuntimeError as err:
+        # The grid sampler stops its study once every point was asked, which ask-and-tell has no
+        # loop to stop; the trial's state is stored before that (optuna/study/_tell.py).
+        if "Study.stop" not in str(err):
+            raise
 
 
 def _save_results(config, study) -> None:

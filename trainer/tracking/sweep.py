@@ -6,6 +6,11 @@ which never imports TensorFlow. The parent run id reaches the jobs through envir
 variables, set before jobs start and again in `on_job_start`, which Hydra calls in the process
 that runs the job, so joblib's worker processes get it too. Everything the sweep writes to MLflow
 or prints passes through trainer.tracking.secrets first (`_MaskedClient`), as a single run's does.
+
+A rerun of an interrupted sweep continues it in the same parent run, reopened: for an Optuna sweep
+the run the study names (trainer/sweeps/study.py), for a grid the last parent run tagged with the
+same `sweep.search` that did not finish and whose process is gone (trainer/sweeps/grid_sweep.py
+then skips the jobs that finished).
 """
 
 from __future__ import annotations
@@ -299,12 +304,19 @@ def _sigterm_to_interrupt(signum, frame):
 
 
 def _children(client, parent_run_id: str) -> list[dict]:
+    """The sweep's jobs, one per job number: a job run again by a resumed sweep without its own
+    resume (resume.enabled=false) has a newer run, which stands for it."""
     experiment = client.get_run(parent_run_id).info.experiment_id
     runs = client.search_runs(
-        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
+        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000,
+        order_by=["attributes.start_time ASC"],
     )
-    jobs = []
+    latest = {}
     for run in runs:
+        number = run.data.tags.get("sweep.job")
+        latest[run.info.run_id if number is None else number] = run
+    jobs = []
+    for run in latest.values():
         tags = run.data.tags
         jobs.append({
             "job": int(tags.get("sweep.job", -1)),
