@@ -18,8 +18,9 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import tracking_uri
 
 # A small, fast search: every trial trains the dynamic model on digits for EPOCHS epochs, with a
-# checkpoint at every epoch so a kill always leaves one to resume from.
-EPOCHS = 20
+# checkpoint at every epoch so a kill always leaves one to resume from, and enough epochs that the
+# kill lands before the last one on a loaded machine.
+EPOCHS = 60
 OPTUNA = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"epochs={EPOCHS}", "resume.every_seconds=0",
           "callbacks.progress=none", "hydra.sweeper.params.depth='choice(1,2)'", "hydra.sweeper.params.width='choice(4,8)'",
           "hydra.sweeper.params.batch_size='choice(64)'"]
