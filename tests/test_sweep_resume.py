@@ -1,7 +1,8 @@
 """Sweeps that persist and resume, through the real command line: an Optuna study stopped by
 SIGTERM and then by SIGKILL in the middle of a trial, continued by rerunning the same command (the
-same study, the same MLflow parent run, the interrupted trial resumed in its own run); a grid sweep
-killed in the middle of a job; and a rerun whose search space changed, refused in one line."""
+same study, the same MLflow parent run, the interrupted trial resumed in its own run), then rerun
+with a changed search space (refused in one line, then a new study); and a grid sweep killed in the
+middle of a job."""
 
 from __future__ import annotations
 
@@ -67,16 +68,20 @@ def _one_value_per_epoch(client, run_id: str) -> None:
 
 
 def test_an_optuna_study_stopped_by_sigterm_then_sigkill_resumes_by_rerunning_the_command(tmp_path, tfds_dir):
-    first = _start(tmp_path, tfds_dir, *OPTUNA)
+    # In a database storage (SQLite through Optuna's RDBStorage, as PostgreSQL would be); the
+    # default journal file is the other tests' (tests/test_sweeps.py).
+    database = f"sqlite:///{tmp_path}/studies.db"
+    search = [*OPTUNA, f"hydra.sweeper.storage={database}"]
+    first = _start(tmp_path, tfds_dir, *search)
     killed_run = _stop_in_job(tmp_path, first, 0, signal.SIGTERM)
     assert first.returncode == 128 + signal.SIGTERM
     _, parent, children = _family(tmp_path)
     assert parent.info.status == "KILLED" and children[0].info.status == "KILLED"
 
-    second = _start(tmp_path, tfds_dir, *OPTUNA)
+    second = _start(tmp_path, tfds_dir, *search)
     _stop_in_job(tmp_path, second, 1, signal.SIGKILL)  # a hard kill leaves the trial and the parent RUNNING
 
-    third = _start(tmp_path, tfds_dir, *OPTUNA)
+    third = _start(tmp_path, tfds_dir, *search)
     stdout, stderr = third.communicate(timeout=600)
     assert third.returncode == 0, stderr[-3000:]
     (study_line,) = [line for line in stdout.splitlines() if line.startswith("resuming sweep ")]
@@ -91,20 +96,40 @@ def test_an_optuna_study_stopped_by_sigterm_then_sigkill_resumes_by_rerunning_th
         _one_value_per_epoch(client, child.info.run_id)  # resumed from its checkpoint, no epoch logged twice
     assert parent2.data.metrics["sweep_jobs"] == 2 and parent2.data.metrics["sweep_failed_jobs"] == 0
 
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-        str(tmp_path / "outputs" / "studies" / f"{study_name}.journal")))
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=database)
     assert [t.number for t in study.trials] == [0, 1]
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
     # Each trial's value is its run's sweep.metric.
     assert {t.number: t.value for t in study.trials} == {n: c.data.metrics["val_accuracy"] for n, c in children.items()}
 
-    # Done: the same command has nothing to run; a larger n_trials continues the same study.
-    done = subprocess.run([sys.executable, "-m", "trainer", *OPTUNA], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "TRAINER_ROOT": str(tmp_path)})
+    # Done: the same command has nothing to run; a larger n_trials would continue the same study.
+    done = _cli(tmp_path, tfds_dir, *search)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == (f"sweep {study_name} is complete: 2 of 2 trials done, nothing to run (a larger"
                                    " hydra.sweeper.n_trials continues it; hydra.sweeper.new_study=true starts a new study)")
+
+    # A changed search space is refused in one line, before anything starts ...
+    changed = [a.replace("width='choice(4,8)'", "width='choice(4,16)'") for a in search]
+    refused = _cli(tmp_path, tfds_dir, *changed)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: the search changed since study {study_name} was made (width: choice(4, 8) -> choice(4, 16)): a study"
+        " keeps one search space; add hydra.sweeper.new_study=true to start a new study, or set"
+        f" hydra.sweeper.study_name. Storage: {database}"]
+    assert len(_runs(tmp_path)[1]) == 3  # the parent and its two trials: nothing new
+    # ... unless a new study is asked for: <study>-2, with a parent run of its own.
+    new = _cli(tmp_path, tfds_dir, *changed, "hydra.sweeper.new_study=true", "hydra.sweeper.n_trials=1")
+    assert new.returncode == 0, new.stderr[-3000:]
+    assert f"sweep {study_name}-2: a new study of 1 trials, stored in {database}" in new.stdout.splitlines()
+    assert len([r for r in _runs(tmp_path)[1] if r.data.tags.get("sweep.role") == "parent"]) == 2
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(database)) == [study_name, f"{study_name}-2"]
+    assert not (tmp_path / "outputs" / "studies").exists()
+
+
+def _cli(root: Path, tfds_dir: str, *args: str) -> subprocess.CompletedProcess:
+    process = _start(root, tfds_dir, *args)
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def test_a_grid_sweep_killed_in_a_job_reruns_only_the_jobs_that_did_not_finish(tmp_path, tfds_dir):
@@ -129,29 +154,3 @@ def test_a_grid_sweep_killed_in_a_job_reruns_only_the_jobs_that_did_not_finish(t
     # The rerun's own folder holds only the jobs it ran.
     folders = sorted(Path(tmp_path, "outputs", "multiruns").glob("*/*"))
     assert len(folders) == 2 and not (folders[1] / "0").exists() and (folders[1] / "1").is_dir()
-
-
-def test_a_rerun_whose_search_space_changed_is_refused_unless_a_new_study_is_asked_for(cli, tmp_path):
-    # In a database storage this time (SQLite through Optuna's RDBStorage, as PostgreSQL would be).
-    small = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "epochs=1", "hydra.sweeper.params.depth='choice(1)'",
-             "hydra.sweeper.params.width='choice(4)'", "hydra.sweeper.params.batch_size='choice(64)'",
-             f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db"]
-    assert cli(*small).returncode == 0
-    changed = [a.replace("depth='choice(1)'", "depth='choice(1,2)'") for a in small]
-    refused = cli(*changed)
-    assert refused.returncode == 2
-    (line,) = refused.stderr.strip().splitlines()
-    assert line.startswith("error: the search changed since study optuna-") and (
-        "(depth: choice(1) -> choice(1, 2)): a study keeps one search space; add hydra.sweeper.new_study=true to"
-        " start a new study, or set hydra.sweeper.study_name.") in line, line
-    _, runs = _runs(tmp_path)
-    assert len(runs) == 2  # the refused command started nothing
-    new = cli(*changed, "hydra.sweeper.new_study=true")
-    assert new.returncode == 0, new.stderr[-3000:]
-    (started,) = [line for line in new.stdout.splitlines() if line.startswith("sweep optuna-")]
-    assert started.split()[1].endswith("-2:") and "a new study of 1 trials" in started
-    _, runs = _runs(tmp_path)
-    assert len([r for r in runs if r.data.tags.get("sweep.role") == "parent"]) == 2
-    names = sorted(s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/studies.db"))
-    assert len(names) == 2 and names[1] == names[0] + "-2"
-    assert not (tmp_path / "outputs" / "studies").exists()
