@@ -1,7 +1,8 @@
 """Sweeps and run statuses through the real command line: a grid multirun as a parent run with
 tagged children (one of which fails), an Optuna search, a joblib sweep of 4 jobs 2 at a time
 against one SQLite file, a sweep that stops at its first failing job
-(`sweep.continue_on_failure=false`), and a sweep stopped by SIGTERM."""
+(`sweep.continue_on_failure=false`), a sweep stopped by SIGTERM, an unreachable study database, and
+a grid-sampled study in a journal file of its own. Resuming a sweep: tests/test_sweep_resume.py."""
 
 from __future__ import annotations
 
