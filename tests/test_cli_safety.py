@@ -86,37 +86,25 @@ def test_a_grid_larger_than_the_checked_part_says_how_many_jobs_were_checked(cli
     assert lines[-1].startswith("error: tracking.uri must be a reachable MLflow tracking server"), lines
 
 
-def test_a_sampled_value_that_breaks_a_rule_fails_that_trial_and_the_study_goes_on(cli, tmp_path):
-    # Optuna samples width from {0, 8}, seeded by `seed`: with seed=1 the trials get 0, 8, 0, and
-    # width=0 breaks `width >= 1`. The first trial fails, the second trains, the third fails.
+def test_a_search_space_that_reaches_past_a_rule_is_refused_before_any_trial(cli, tmp_path):
+    # width from {0, 8}: width=0 breaks `width >= 1`, so no trial would be worth starting with it.
     result = cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "seed=1", "epochs=1",
                  "hydra.sweeper.params.width='choice(0,8)'", "hydra.sweeper.params.depth='choice(1)'",
                  "hydra.sweeper.params.batch_size='choice(64)'")
-    assert result.returncode == 1, result.stderr[-3000:]
-    assert "job(s) of the sweep did not finish" in result.stderr.strip().splitlines()[-1]
-    client = MlflowClient(tracking_uri(tmp_path))
-    runs = client.search_runs([client.get_experiment_by_name("trainer").experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("sweep.role") != "parent"]
-    assert parent.data.tags["sweep.jobs"] == "3"  # every trial ran, the bad ones among them
-    failed = int(parent.data.tags["sweep.failed_jobs"])
-    assert 0 < failed < 3
-    # A bad trial fails before its run exists; the others trained and finished with width=8.
-    assert len(children) == 3 - failed
-    assert {r.info.status for r in children} == {"FINISHED"}
-    assert {r.data.params["model.knobs.width"] for r in children} == {"8"}
-    summary = client.download_artifacts(parent.info.run_id, "sweep_summary.md", str(tmp_path / "summary"))
-    assert open(summary).read().count("| FAILED |") == failed
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "error: the search space of width includes width=0, which breaks a rule (width must be an integer >= 1)."
+        " Received: hydra.sweeper.params.width=choice(0,8)"]
+    assert not (tmp_path / "outputs" / "mlflow.db").exists() and not (tmp_path / "outputs" / "studies").exists()
 
 
 def test_the_allowed_hydra_settings_are_fields_of_the_installed_plugins_configs():
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
     from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
-    from hydra_plugins.hydra_optuna_sweeper import config as optuna_config
+    from hydra_plugins.trainer_sweeper import config as sweeper_config
 
     fields = {
         "hydra.launcher": {f.name for f in dataclasses.fields(JobLibLauncherConf)},
-        "hydra.sweeper": {f.name for c in (BasicSweeperConf, optuna_config.OptunaSweeperConf) for f in dataclasses.fields(c)},
+        "hydra.sweeper": {f.name for c in (sweeper_config.GridSweeperConf, sweeper_config.OptunaSweeperConf) for f in dataclasses.fields(c)},
     }
     for pattern in hydra_guard.HYDRA_KEYS:
         parent, _, name = pattern.rpartition(".")

@@ -1,7 +1,8 @@
 """Sweeps and run statuses through the real command line: a grid multirun as a parent run with
 tagged children (one of which fails), an Optuna search, a joblib sweep of 4 jobs 2 at a time
 against one SQLite file, a sweep that stops at its first failing job
-(`sweep.continue_on_failure=false`), and a sweep stopped by SIGTERM."""
+(`sweep.continue_on_failure=false`), a sweep stopped by SIGTERM, an unreachable study database, and
+a grid-sampled study in a journal file of its own. Resuming a sweep: tests/test_sweep_resume.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, tracking_uri
+from tests.conftest import REPO, free_port, tracking_uri, without_tensorflow
 
 FAULTS = str(REPO / "tests" / "faults")
 
@@ -174,3 +175,38 @@ def test_identical_jobs_of_a_parallel_sweep_the_second_is_refused_and_the_sweep_
     assert [c.info.status for c in children.values()] == ["FINISHED"]  # and no half-made run of the other
     assert "sweep: 2 jobs, 1 finished, 1 failed" in result.stdout
     assert parent.data.metrics["sweep_jobs"] == 2 and parent.data.metrics["sweep_failed_jobs"] == 1
+
+
+def test_an_unreachable_study_database_is_one_line_before_tensorflow_and_any_trial(cli, tmp_path):
+    # Nothing listens on this port: with the database's driver installed the connection is refused,
+    # without it the driver is named; either way before TensorFlow loads and before any run exists.
+    url = f"postgresql://optuna@127.0.0.1:{free_port()}/studies"
+    result = cli("-m", "hparams_search=optuna", f"hydra.sweeper.storage={url}", extra_env=without_tensorflow(tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: hydra.sweeper.storage must be a database Optuna can reach (") and line.endswith(
+        f"). Received: hydra.sweeper.storage={url}"), line
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()
+
+
+def test_a_grid_sampler_runs_each_point_once_in_a_study_kept_in_a_journal_file(cli, tmp_path):
+    journal = tmp_path / "my" / "study.journal"
+    search = ["-m", "hparams_search=optuna", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=10", "epochs=1",
+              f"hydra.sweeper.storage={journal}", "hydra.sweeper.study_name=depths",
+              "hydra.sweeper.params.depth='range(1,3)'", "hydra.sweeper.params.width='choice(4)'",
+              "hydra.sweeper.params.batch_size='choice(64)'",
+              # A key on the command line replaces hydra.sweeper.params' (a dotted one cannot be set there).
+              "dropout=0.0", "optimizer.learning_rate=0.001"]
+    result = cli(*search)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"sweep depths: a new study of 2 trials, stored in {journal}" in result.stdout.splitlines()
+    _, parent, children = _family(tmp_path)
+    assert parent.data.tags["sweep.study"] == "depths"
+    assert sorted(c.data.params["model.knobs.depth"] for c in children.values()) == ["1", "2"]
+    import optuna
+
+    study = optuna.load_study(study_name="depths", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    assert sorted(t.params["depth"] for t in study.trials) == [1, 2]
+    again = cli(*search)
+    assert again.returncode == 0 and again.stdout.startswith("sweep depths is complete: 2 of 2 trials done")

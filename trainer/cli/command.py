@@ -149,7 +149,12 @@ def _check_syntax(overrides: list[str]) -> None:
     parser = OverridesParser.create()
     for override in overrides:
         try:
-            parser.parse_override(override)
+            parsed = parser.parse_override(override)
+            if parsed.is_sweep_override() and parsed.get_key_element().lstrip("+~").startswith("hydra.sweeper.params."):
+                # Unquoted, interval(...) would be a sweep of Hydra's own setting, which Hydra refuses.
+                key, _, value = override.partition("=")
+                fail(f"{key.lstrip('+~')} must be quoted ({key}='{value}'): unquoted, Hydra would sweep its own setting"
+                     f" instead of handing the search space to the sweeper. Received: {shorten(override)}")
         except Exception:
             key = override.partition("=")[0].lstrip("+~") or override
             fail(f"{shorten(key)} could not be read as key=value (quote a value that holds special characters:"
@@ -345,7 +350,7 @@ def _sweep_jobs(hydra, master) -> tuple[object, int]:
     discrete command-line choices are expanded and sampled values are checked as each trial starts.
     """
     arguments = OmegaConf.to_container(master.hydra.overrides.task)
-    basic = str(master.hydra.sweeper._target_).endswith(".BasicSweeper")
+    basic = _is_grid(master.hydra.sweeper._target_)
     if basic:
         params = master.hydra.sweeper.get("params") or {}
         arguments = [f"{k}={v}" for k, v in params.items()] + arguments
@@ -413,6 +418,110 @@ def _check_sweep_settings(master, overrides: list[str]) -> None:
         value = launcher.n_jobs
         if not is_int(value) or not (value >= 1 or value == -1):
             bad("hydra.launcher.n_jobs", "an integer >= 1, or -1 for one job per CPU")
+
+
+def _check_optuna(hydra, master, overrides: list[str]) -> None:
+    """An Optuna sweep's own settings, its search space and its study, before any trial starts: the
+    sampler, every sampled key a key of the config, both ends of every range (and every choice)
+    within the config's rules, the storage reachable, and the study, when it exists, one of the
+    same search (trainer/sweeps/study.py). A study with all its trials done has nothing to run."""
+    from trainer.sweeps import space as spaces
+    from trainer.sweeps import study as studies
+
+    sweeper = master.hydra.sweeper
+    for name in ("sampler", "seed", "direction", "storage", "study_name", "new_study", "params"):
+        try:
+            sweeper[name]
+        except OmegaConfBaseException as err:
+            if _full_error():
+                raise
+            typed = _typed(f"hydra.sweeper.{name}", overrides)
+            fail(f"hydra.sweeper.{name} could not be resolved ({shorten(str(err).splitlines()[0])})."
+                 f" Received: hydra.sweeper.{name}={shorten(typed if typed is not None else '?')}")
+
+    def bad(key, expected):
+        fail(f"{key} must be {expected}. Received: {_received(key, OmegaConf.select(master, key), overrides)}")
+
+    if sweeper.sampler not in studies.SAMPLERS:
+        bad("hydra.sweeper.sampler", f"one of {', '.join(studies.SAMPLERS)}")
+    if sweeper.direction not in ("maximize", "minimize"):
+        bad("hydra.sweeper.direction", "maximize or minimize")
+    if not isinstance(sweeper.new_study, bool):
+        bad("hydra.sweeper.new_study", "true or false")
+    if sweeper.seed is not None and not is_int(sweeper.seed):
+        bad("hydra.sweeper.seed", "null or an integer")
+    params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
+    task = OmegaConf.to_container(master.hydra.overrides.task)
+    typed = {k: f"hydra.sweeper.params.{k}={v}" for k, v in params.items()}
+    typed |= {o.get_key_element(): o.input_line for o in OverridesParser.create().parse_overrides(task) if o.is_sweep_override()}
+    try:
+        space, fixed = spaces.parse(spaces.arguments(params, task))
+    except (spaces.SpaceError, HydraException) as err:
+        fail(f"the search space could not be read: {shorten(err)} (see docs/sweeps.md for its grammar)")
+    for key, dimension in space.items():
+        if key.startswith("+"):
+            continue
+        if OmegaConf.select(master, key, default=_ABSENT) is _ABSENT:
+            fail(f"{key} is not a config key of this run, so the search space cannot vary it (see `python -m trainer"
+                 f" --cfg job`; a model knob must be listed by the selected model). Received: {shorten(typed[key])}")
+        if sweeper.sampler == "grid":
+            try:
+                spaces.grid_values(dimension)
+            except spaces.SpaceError:
+                fail(f"hydra.sweeper.sampler=grid runs every value of each key, so each must be a choice(...) or a"
+                     f" range(...); {key} is an interval. Received: {shorten(typed[key])}")
+    # Each end of each dimension (every choice), alone on the config's own values: a range that
+    # reaches past a rule (width from 0) is refused here rather than failing trials one by one.
+    base = [f"{k}={v}" for k, v in fixed.items()]
+    previous = None
+    for key, dimension in space.items():
+        for value in spaces.extremes(dimension)[:spaces.MAX_VALUES]:
+            job = base + [f"{key}={value}"]
+            try:
+                job_cfg = _job_config(hydra, master, job, previous)
+                previous = (job, job_cfg)
+                validate(job_cfg)
+            except Exception as err:  # noqa: BLE001 (a rule, or a value the config's type refuses)
+                if _full_error():
+                    raise
+                why = str(err).partition(" Received: ")[0].strip().rstrip(".")
+                fail(f"the search space of {key} includes {key}={shorten(value)}, which breaks a rule ({shorten(why)})."
+                     f" Received: {shorten(typed[key])}")
+    _check_storage(master, overrides)
+    try:
+        plan = studies.plan(master)
+    except studies.StudyError as err:
+        fail(str(err))
+    except Exception as err:  # noqa: BLE001 (not an Optuna storage, or one Optuna cannot read)
+        if _full_error():
+            raise
+        fail(f"hydra.sweeper.storage could not be opened as an Optuna storage ({type(err).__name__}: {shorten(err)})."
+             f" Received: {_received('hydra.sweeper.storage', sweeper.storage, overrides)}")
+    if plan.exists:
+        from trainer.sweeps.optuna_sweep import trials_wanted
+
+        wanted = trials_wanted(master, space)
+        if plan.done >= wanted:
+            print(f"sweep {plan.name} is complete: {plan.done} of {wanted} trials done, nothing to run (a larger"
+                  " hydra.sweeper.n_trials continues it; hydra.sweeper.new_study=true starts a new study)", flush=True)
+            sys.exit(0)
+
+
+def _check_storage(master, overrides: list[str]) -> None:
+    """A database storage answers and a journal file's folder is writable, before the first trial."""
+    from trainer.sweeps import study as studies
+
+    url = studies.storage_url(master, "study")
+    received = _received("hydra.sweeper.storage", master.hydra.sweeper.storage, overrides)
+    if not studies.is_database(url):
+        problem = folder_problem(os.path.dirname(os.path.abspath(url)))
+        if problem:
+            fail(f"hydra.sweeper.storage must be a journal file in a folder this user can write to ({problem})."
+                 f" Received: {received}")
+        return
+    problem = studies.database_problem(url)
+    if problem:
+        fail(f"hydra.sweeper.storage must be a database Optuna can reach ({problem}). Received: {received}")
 
 
 def _report(err: Exception, job: list[str], compose_job, config_dir: str | None):
@@ -539,6 +648,8 @@ def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
     _check_folder("hydra.sweep.dir", sweep_dir, overrides)
     _set_runtime(master, "hydra.sweep.dir")
     _check_sweep_settings(master, overrides)
+    if str(master.hydra.sweeper._target_).endswith(".trainer_sweeper.sweepers.OptunaSweeper"):
+        _check_optuna(hydra, master, overrides)
     try:
         jobs, count = _sweep_jobs(hydra, master)
     except Exception as err:
@@ -561,8 +672,13 @@ def _multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _is_grid(target) -> bool:
+    """Hydra's basic sweeper, or trainer's grid sweeper built on it (hydra_plugins/trainer_sweeper)."""
+    return str(target).endswith((".BasicSweeper", ".GridSweeper"))
+
+
 def _basic_sweeper() -> bool:
-    return HydraConfig.get().sweeper._target_.endswith(".BasicSweeper")
+    return _is_grid(HydraConfig.get().sweeper._target_)
 
 
 def run_job(cfg):

@@ -1,7 +1,8 @@
 """What of Hydra a command line may change, and what code a composed config may name.
 
-Hydra imports and calls whatever a config names: `_target_` (callbacks, launcher, sweeper, the
-Optuna sampler), `hydra.sweeper.custom_search_space`, and in the logging configs it hands to
+Hydra imports and calls whatever a config names: `_target_` (callbacks, launcher, sweeper; trainer's
+Optuna sweeper takes its sampler by name, not as code), `hydra.sweeper.custom_search_space` (of
+hydra-optuna-sweeper's configs, should one be on the search path), and in the logging configs it hands to
 `logging.config.dictConfig`, `()`, `class` and `ext://` values. The composed config (the `hydra`
 node included, every interpolation resolved) may name only what the project's conf/ and the
 configs of Hydra and its installed plugins name; the command line may set only the Hydra
@@ -18,12 +19,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Config groups of Hydra's own that a command line may choose (hydra/launcher=joblib, ...).
-HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/sweeper/sampler", "hydra/job_logging",
-                "hydra/hydra_logging")
+HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/job_logging", "hydra/hydra_logging")
 
 # Hydra settings a command line may set: run and sweep folders, the mode, log levels, and the
-# documented parameters of the launchers and sweepers (Hydra's BasicSweeperConf, the installed
-# JobLibLauncherConf and OptunaSweeperConf; tests/test_cli_safety.py holds the names to them).
+# documented parameters of the launchers and sweepers (the installed JobLibLauncherConf, trainer's
+# own GridSweeperConf and OptunaSweeperConf; tests/test_cli_safety.py holds the names to them).
 # `*` is one key, `**` any number of keys.
 HYDRA_KEYS = (
     "hydra.mode", "hydra.verbose",
@@ -34,7 +34,8 @@ HYDRA_KEYS = (
     "hydra.launcher.timeout", "hydra.launcher.batch_size",
     "hydra.sweeper.max_batch_size", "hydra.sweeper.params.**",
     "hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.direction", "hydra.sweeper.study_name",
-    "hydra.sweeper.storage", "hydra.sweeper.max_failure_rate", "hydra.sweeper.sampler.*",
+    "hydra.sweeper.storage", "hydra.sweeper.max_failure_rate", "hydra.sweeper.sampler", "hydra.sweeper.seed",
+    "hydra.sweeper.new_study",
 )
 
 # Keys whose value names code: anywhere in a config, and in the logging configs.

@@ -6,6 +6,11 @@ which never imports TensorFlow. The parent run id reaches the jobs through envir
 variables, set before jobs start and again in `on_job_start`, which Hydra calls in the process
 that runs the job, so joblib's worker processes get it too. Everything the sweep writes to MLflow
 or prints passes through trainer.tracking.secrets first (`_MaskedClient`), as a single run's does.
+
+A rerun of an interrupted sweep continues it in the same parent run, reopened: for an Optuna sweep
+the run the study names (trainer/sweeps/study.py), for a grid the last parent run tagged with the
+same `sweep.search` that did not finish and whose process is gone (trainer/sweeps/grid_sweep.py
+then skips the jobs that finished).
 """
 
 from __future__ import annotations
@@ -95,18 +100,44 @@ class MlflowSweep(Callback):
         # Creating the experiment here, before any job starts, means parallel jobs never race to create it.
         experiment = store.experiment_id(client, config.tracking.experiment, config.tracking.artifact_location)
         sweep_dir = str(config.hydra.sweep.dir)
-        self.sweep_id = os.path.relpath(sweep_dir, os.path.join(str(config.paths.output_dir), "multiruns"))
-        tags = {
-            "sweep": self.sweep_id,
-            "sweep.role": "parent",
-            "sweep.sweeper": _short_target(config.hydra.sweeper),
-            "sweep.launcher": _short_target(config.hydra.launcher),
-            "sweep.overrides": " ".join(secrets.redact_override(o) for o in config.hydra.overrides.task),
-            "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
-            **provenance.source_tags(),
-        }
-        run = store.with_lock_retries(client.create_run, experiment, tags=tags, run_name=f"sweep {self.sweep_id}")
-        self.parent_run_id = run.info.run_id
+        kind = sweeper_kind(config)
+        resumed, study = None, None
+        if kind == "optuna":
+            from trainer.sweeps import optuna_sweep
+            from trainer.sweeps.study import PARENT_ATTR
+
+            _, study = optuna_sweep.prepare(config)
+            resumed = _existing_run(client, study.user_attrs.get(PARENT_ATTR))
+        elif kind == "grid":
+            resumed = _interrupted_grid(client, experiment, config)
+        if resumed is not None:  # the same command again: the sweep goes on in its parent run
+            self.sweep_id = resumed.data.tags.get("sweep", resumed.info.run_id)
+            client.reopen(resumed.info.run_id, tags={"sweep.owner": sweep_owner()})
+            self.parent_run_id = resumed.info.run_id
+        else:
+            self.sweep_id = os.path.relpath(sweep_dir, os.path.join(str(config.paths.output_dir), "multiruns"))
+            tags = {
+                "sweep": self.sweep_id,
+                "sweep.role": "parent",
+                "sweep.sweeper": _short_target(config.hydra.sweeper),
+                "sweep.launcher": _short_target(config.hydra.launcher),
+                "sweep.overrides": " ".join(secrets.redact_override(o) for o in config.hydra.overrides.task),
+                "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
+                "sweep.owner": sweep_owner(),
+                **provenance.source_tags(),
+            }
+            if kind == "grid":
+                from trainer.sweeps.study import key
+
+                tags["sweep.search"] = key(config, grid=True)
+            if study is not None:
+                tags["sweep.study"] = study.study_name
+            run = store.with_lock_retries(client.create_run, experiment, tags=tags, run_name=f"sweep {self.sweep_id}")
+            self.parent_run_id = run.info.run_id
+            if study is not None:
+                from trainer.sweeps.study import PARENT_ATTR
+
+                study.set_user_attr(PARENT_ATTR, self.parent_run_id)
         self.keys = ",".join(swept_keys(config))
         self._export()
         os.makedirs(sweep_dir, exist_ok=True)
@@ -182,6 +213,49 @@ class MlflowSweep(Callback):
         self._clear()
 
 
+def sweeper_kind(config) -> str | None:
+    """"optuna" or "grid" for trainer's own sweepers (hydra_plugins/trainer_sweeper), else None."""
+    target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+    if not target.startswith("hydra_plugins.trainer_sweeper."):
+        return None
+    return {"OptunaSweeper": "optuna", "GridSweeper": "grid"}.get(target.rsplit(".", 1)[-1])
+
+
+def sweep_owner() -> str:
+    from trainer.sweeps.study import owner
+
+    return owner()
+
+
+def _existing_run(client, run_id: str | None):
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except Exception:  # recorded in another tracking store, or deleted: the sweep gets a new parent
+        return None
+
+
+def _interrupted_grid(client, experiment: str, config):
+    """The parent run of this grid sweep's last attempt when it did not finish and its process is
+    gone; None to start a new sweep (hydra.sweeper.new_study=true always does)."""
+    from trainer.sweeps.study import key, owner_alive
+
+    if OmegaConf.select(config, "hydra.sweeper.new_study", default=False):
+        return None
+    runs = client.search_runs([experiment], filter_string=f"tags.`sweep.search` = '{key(config, grid=True)}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs or runs[0].info.status == "FINISHED" or owner_alive(runs[0].data.tags.get("sweep.owner")):
+        return None
+    return runs[0]
+
+
+def finished_jobs(uri: str, parent_run_id: str, metric: str) -> dict[int, float | None]:
+    """{job number: its `metric`} of the sweep's children that FINISHED."""
+    return {j["job"]: j["metrics"].get(metric) for j in _children(_MaskedClient(uri), parent_run_id)
+            if j["status"] == "FINISHED" and j["job"] >= 0}
+
+
 class _MaskedClient:
     """The MlflowClient calls the sweep makes, with every tag, run name, metric key, text and file
     masked by trainer.tracking.secrets on the way out. Only calls that carry no text of the user's pass
@@ -210,6 +284,13 @@ class _MaskedClient:
         tags = [RunTag(secrets.redact_text(t.key), secrets.redact_value(t.key, t.value)) for t in tags]
         self._client.log_batch(run_id, metrics=metrics, tags=tags)
 
+    def reopen(self, run_id: str, *, tags: dict) -> None:
+        """A parent run of an interrupted sweep, RUNNING again for the rerun that continues it."""
+        from mlflow.entities import RunTag
+
+        store.with_lock_retries(self._client.update_run, run_id, status="RUNNING")
+        self.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._client.log_text(run_id, secrets.redact_text(text), artifact_file)
 
@@ -223,12 +304,19 @@ def _sigterm_to_interrupt(signum, frame):
 
 
 def _children(client, parent_run_id: str) -> list[dict]:
+    """The sweep's jobs, one per job number: a job run again by a resumed sweep without its own
+    resume (resume.enabled=false) has a newer run, which stands for it."""
     experiment = client.get_run(parent_run_id).info.experiment_id
     runs = client.search_runs(
-        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
+        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000,
+        order_by=["attributes.start_time ASC"],
     )
-    jobs = []
+    latest = {}
     for run in runs:
+        number = run.data.tags.get("sweep.job")
+        latest[run.info.run_id if number is None else number] = run
+    jobs = []
+    for run in latest.values():
         tags = run.data.tags
         jobs.append({
             "job": int(tags.get("sweep.job", -1)),
