@@ -62,6 +62,7 @@ class Run:
     first_step: float | None = None   # seconds from start to the end of the first training step
     returncode: int = 0
     tensorflow_imported: bool | None = None
+    peak_rss_bytes: int | None = None  # the process's peak resident memory (whole-process runs only)
     model: object = None              # the trained, compiled Keras model (in-process runs only)
 
     def steady(self, key: str = "seconds") -> list[float]:
@@ -77,6 +78,7 @@ class Session:
         self.tfds_dir = self.workdir / "tensorflow_datasets"
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_path)
+        self.out = self.log_path.parent                # the output folder: figures go beside results.json
         self.shared: dict = {}                         # results one benchmark hands to another
         self._counter = itertools.count()
 
@@ -212,7 +214,8 @@ class Session:
                 say(f"  warning: lockstep {' '.join(target)} exited {proc.returncode}"
                     f"{', out of step' if record.get('lockstep_broken') else ''}; see {self.log_path}")
             runs.append(Run(epochs=record.get("epochs", []), metrics={}, wall=float("nan"), after_last_epoch=None,
-                            returncode=proc.returncode if not record.get("lockstep_broken") else -1))
+                            returncode=proc.returncode if not record.get("lockstep_broken") else -1,
+                            peak_rss_bytes=record.get("peak_rss_bytes")))
         return runs
 
     def spawn(self, *target: str, timeout: float = 900) -> Run:
@@ -234,4 +237,5 @@ class Session:
             after_last_epoch=end - epochs[-1]["end"] if epochs else None,
             first_step=record["first_step_end"] - start if record.get("first_step_end") else None,
             returncode=proc.returncode, tensorflow_imported=record.get("tensorflow_imported"),
+            peak_rss_bytes=record.get("peak_rss_bytes"),
         )
