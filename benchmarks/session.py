@@ -41,14 +41,21 @@ class Sizes:
     compute_epochs: int
     matmul_size: int
     reject_repeats: int
+    scaling_examples: tuple   # training-set sizes of `scaling` (mock 32x32x3 data), the last the reference
+    scaling_models: tuple     # `scaling`'s model sizes: overrides, smallest to largest within each model
+    scaling_model_examples: int  # training-set size the model sizes train on
 
 
 QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_epochs=3, pipeline_seconds=0.0, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
-              compute_epochs=2, matmul_size=256, reject_repeats=1)
+              compute_epochs=2, matmul_size=256, reject_repeats=1, scaling_examples=(64, 256),
+              scaling_models=("model=dynamic width=16", "model=dynamic width=64"), scaling_model_examples=64)
 FULL = Sizes(repeats=3, process_repeats=5, epochs=6, pipeline_epochs=16, pipeline_seconds=5.0, cli_epochs=40,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
-             compute_epochs=4, matmul_size=2048, reject_repeats=5)
+             compute_epochs=4, matmul_size=2048, reject_repeats=5, scaling_examples=(1000, 5000, 20000, 50000),
+             scaling_models=("model=dynamic width=64", "model=dynamic width=256", "model=dynamic width=1024",
+                             "model=dynamic width=2048", "model=cnn filters=8", "model=cnn filters=32"),
+             scaling_model_examples=5000)
 
 
 @dataclasses.dataclass
