@@ -118,6 +118,7 @@ def data_rows(session, runs) -> tuple[list[dict], dict]:
             rows.append(compare(case, "memory the data adds vs bytes cached", "memory", adds[n],
                                 [nbytes] * len(adds[n]), target=1 / share))
     plot = {"sizes": list(sizes), "epoch": [median(epoch[n]) for n in sizes], "band": median(epoch[ref]),
+            "cpu": [median(cpu[n]) for n in sizes],
             "peak": [median(peak[n]) for n in sizes], "base": median(base),
             "cache": [cache[n][1] for n in sizes]}
     say("  scaling data: " + ", ".join(f"{n}: {median(epoch[n]) * 1e6:.1f} us/example, peak"
@@ -168,17 +169,18 @@ def figure(path, data: dict, models: dict) -> None:
 
     fig, (cost, memory, size) = plt.subplots(1, 3, figsize=(15, 4.2))
     sizes = data["sizes"]
-    cost.axhspan(data["band"] * (1 - BAND), data["band"] * (1 + BAND), color="tab:green", alpha=0.15,
-                 label=f"±{BAND:.0%} of {sizes[-1]:,} examples'")
-    cost.plot(sizes, [e * 1e6 for e in data["epoch"]], "o-", label="mlp, steady epoch")
+    cost.axhspan(data["band"] * (1 - BAND) * 1e6, data["band"] * (1 + BAND) * 1e6, color="tab:green", alpha=0.2,
+                 label=f"target: ±{BAND:.0%} of the {sizes[-1]:,}-example size's")
+    cost.plot(sizes, [e * 1e6 for e in data["epoch"]], "o-", label="mlp, steady epoch (wall)")
+    cost.plot(sizes, [e * 1e6 for e in data["cpu"]], "s--", label="mlp, steady epoch (CPU time)")
     cost.set(xscale="log", xlabel="training examples", ylabel="epoch time per example (µs)", ylim=(0, None),
              title="Epoch time per example")
-    cost.legend()
+    cost.legend(fontsize=8, loc="lower right")
     memory.plot(sizes, [p / 2**20 for p in data["peak"]], "o-", label="peak resident memory")
     memory.plot(sizes, [(data["base"] + c) / 2**20 for c in data["cache"]], "--",
                 label="without data + bytes cached (data.cache=auto)")
     memory.set(xscale="log", xlabel="training examples", ylabel="MiB", title="Peak memory")
-    memory.legend()
+    memory.legend(fontsize=8)
     kinds = sorted({m.split()[0] for m in models["models"]})
     for kind in kinds:
         idx = [i for i, m in enumerate(models["models"]) if m.split()[0] == kind]
