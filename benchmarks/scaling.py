@@ -43,7 +43,6 @@ def held_out(examples: int) -> int:
 def write_dataset(session, examples: int):
     """A TFDS dataset named cifar10 (CIFAR-10's own features) with `examples` random training
     images and a tenth as many validation and test images; returns its data dir."""
-
     data_dir = session.workdir / "scaling_cifar10"
     info = tfds.builder("cifar10", data_dir=str(data_dir)).info  # metadata from the builder's code
     rng = np.random.default_rng(0)

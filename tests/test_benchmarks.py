@@ -44,7 +44,10 @@ def test_quick_run_writes_every_section_with_rows_of_one_shape(quick):
             assert row["a_samples"] and all(isinstance(v, (int, float)) for v in row["a_samples"]), row
             assert row["a"] is not None and math.isfinite(row["a"]), row
             if row["b_samples"]:
-                assert row["ratio"] is not None and math.isfinite(row["ratio"]) and row["ratio"] > 0, row
+                assert row["ratio"] is not None and math.isfinite(row["ratio"]), row
+                # Every ratio is of two positive quantities except scaling's memory the data adds, a
+                # difference of two processes' peaks that can fall below 0 at the quick run's tiny sizes.
+                assert row["ratio"] > 0 or row["measure"] == "memory the data adds vs bytes cached", row
             if row["target"] is not None:
                 assert isinstance(row["met"], bool), row
 
