@@ -13,7 +13,7 @@ Against the model's size: `dynamic` widths and `cnn` filters at one training-set
 training time per example beside what linear scaling in FLOPs (benchmarks/flops.py) from the
 largest model of its kind predicts; the issue sets no target there.
 
-The processes of each sweep run in lockstep (one epoch each in turn, see docs/performance.md),
+The processes of a sweep run in lockstep (one epoch each in turn, see docs/performance.md),
 so the machine's waves fall on every size alike; each reports its own peak resident memory.
 """
 
@@ -34,6 +34,10 @@ BAND = 0.10             # per-example epoch time within 1 ± this of the largest
 HELD_OUT_SHARE = 10     # validation and test splits: 1/10 of the training set each, as data=cifar10 carves
 NO_AUGMENT = ("data.augment.flip=false", "data.augment.crop=0")  # per-example work the same at every size
 FIGURE = "scaling.png"
+# Processes in one lockstep ring at most: the first waits for all the others to start and train an
+# epoch, which with many on a busy 2-core machine outlasts the probe's wait for its turn. Both
+# sweeps share a ring when they fit in one; otherwise each has its own.
+MAX_RING = 4
 
 
 def held_out(examples: int) -> int:
@@ -201,10 +205,14 @@ def figure(path, data: dict, models: dict) -> None:
 def run(session) -> dict:
     s = session.sizes
     data_dir = write_dataset(session, max(max(s.scaling_examples), s.scaling_model_examples))
-    # A ring per sweep: in one ring of every process, the first waits for all the others to start
-    # and train an epoch, which on a busy 2-core machine outlasts the probe's wait for its turn.
-    by_size = data_rows(session, session.lockstep_rings(data_arms(session, data_dir), s.repeats, "scaling data"))
-    by_model = model_rows(session, session.lockstep_rings(model_arms(session, data_dir), s.repeats, "scaling models"))
+    sizes, models = data_arms(session, data_dir), model_arms(session, data_dir)
+    if len(sizes) + len(models) <= MAX_RING:  # one ring: the processes start once, together
+        runs = session.lockstep_rings(sizes + models, s.repeats, "scaling")
+        size_runs, model_runs = runs[:len(sizes)], runs[len(sizes):]
+    else:
+        size_runs = session.lockstep_rings(sizes, s.repeats, "scaling data")
+        model_runs = session.lockstep_rings(models, s.repeats, "scaling models")
+    by_size, by_model = data_rows(session, size_runs), model_rows(session, model_runs)
     path = session.out / FIGURE
     figure(path, by_size[1], by_model[1])
     rings = f"{s.repeats} ring{'s' if s.repeats > 1 else ''}"
