@@ -18,7 +18,7 @@ from benchmarks.results import say, section
 from benchmarks.session import FULL, QUICK, REPO, Session
 
 # overhead before startup: startup reuses the overhead processes' first-step times.
-BENCHMARKS = ("overhead", "startup", "loops", "tracking", "pipeline", "variants", "compute")
+BENCHMARKS = ("overhead", "startup", "loops", "tracking", "pipeline", "variants", "compute", "scaling")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="output folder (default outputs/benchmarks/<UTC timestamp>)")
     parser.add_argument("--update-docs", action="store_true",
                         help="copy the tables into the benchmark blocks of docs/*.md"
-                             " (docs/performance.md, docs/variants.md)")
+                             " (docs/performance.md, docs/variants.md) and the figures into docs/")
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in args.only if name not in BENCHMARKS]

@@ -9,7 +9,7 @@ In process:   with probe.clock() as clock: train(cfg)        -> clock.epochs()
 As a wrapper: python -m benchmarks.probe OUT.json -- -m trainer epochs=3
               python -m benchmarks.probe OUT.json -- benchmarks/plain_keras.py --epochs 3
 The wrapper writes the epochs, the wall-clock time of the first training step and of exit,
-and whether TensorFlow was ever imported, to OUT.json. It imports no Keras itself: Keras is
+whether TensorFlow was ever imported, and the process's peak resident memory to OUT.json. It imports no Keras itself: Keras is
 patched the moment the target imports it, so start-up times are the target's own.
 
 Lockstep (BENCHMARKS_LOCKSTEP="<fifo to wait on>:<fifo to pass to>", set by Session.lockstep):
@@ -29,6 +29,7 @@ import importlib.abc
 import importlib.util
 import json
 import os
+import resource
 import runpy
 import select
 import sys
@@ -273,6 +274,8 @@ def _main(argv: list[str]) -> None:
             "exit": time.time(),
             "tensorflow_imported": "tensorflow" in sys.modules,
             "lockstep_broken": _baton.broken if _baton is not None else None,
+            # Linux reports ru_maxrss in KiB; this process is the target (runpy), so it is the target's peak.
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }
         with open(out_path, "w") as f:
             json.dump(record, f)

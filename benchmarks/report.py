@@ -7,11 +7,14 @@ between the `<!-- benchmarks:NAME -->` markers of the docs/*.md files.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from benchmarks.machine import one_line
 
-MARKERS = {"performance": "<!-- benchmarks:performance -->", "variants": "<!-- benchmarks:variants -->"}
+MARKERS = {"performance": "<!-- benchmarks:performance -->", "variants": "<!-- benchmarks:variants -->",
+           "scaling": "<!-- benchmarks:scaling -->"}
+OWN_BLOCK = ("variants", "scaling")  # sections with a block of their own; the rest share `performance`
 END = "<!-- benchmarks:end -->"
 
 
@@ -22,6 +25,12 @@ def fmt(v, unit: str) -> str:
         if v < 0.01:
             return f"{v * 1000:.2f} ms"
         return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+    if unit == "s/example":
+        return f"{v * 1e6:.1f} µs"
+    if unit == "memory":
+        return f"{v / 2**20:,.0f} MiB"
+    if unit == "FLOP":
+        return f"{v / 1e6:.2f} MFLOP"
     if unit == "bytes":
         return f"{v / 1024:.1f} KiB"
     if unit == "count":
@@ -36,6 +45,8 @@ def fmt(v, unit: str) -> str:
 def _target(row: dict) -> str:
     if row["target"] is None:
         return ""
+    if row["kind"] == "band":
+        return f"{1 - row['target']:g}–{1 + row['target']:g}: {'met' if row['met'] else 'missed'}"
     sign = "≤" if row["kind"] == "max" else "≥"
     shown = fmt(row["target"], row["unit"]) if row["ratio"] is None and row["b"] is None else f"{row['target']:g}"
     return f"{sign} {shown}: {'met' if row['met'] else 'missed'}"
@@ -94,16 +105,18 @@ def write(results: dict, out: Path) -> tuple[Path, Path]:
 
 
 def update_docs(results: dict, docs: Path) -> list[Path]:
-    """Replace the marked blocks in every docs/*.md file with this session's tables; other text is
-    left alone. A marker that no file holds is an error, and then no file is written."""
+    """Replace the marked blocks in every docs/*.md file with this session's tables, and copy the
+    sections' figures into docs/; other text is left alone, and so is a block none of whose
+    sections ran (`--only`). A marker that no file holds is an error, and then no file is written."""
     names = [s["name"] for s in results["sections"]]
-    blocks = {
-        "performance": markdown(results, tuple(n for n in names if n != "variants")),
-        "variants": markdown(results, ("variants",)),
-    }
+    blocks = {name: (name,) for name in OWN_BLOCK if name in names}
+    shared = tuple(n for n in names if n not in OWN_BLOCK)
+    if shared:
+        blocks["performance"] = shared
     pages = {path: path.read_text() for path in sorted(docs.glob("*.md"))}
     texts = dict(pages)
-    for key, marker in MARKERS.items():
+    for key, sections in blocks.items():
+        marker, block = MARKERS[key], markdown(results, sections)
         found = False
         for path, text in texts.items():
             start = text.find(marker)
@@ -111,7 +124,7 @@ def update_docs(results: dict, docs: Path) -> list[Path]:
                 end = text.find(END, start)
                 if end < 0:
                     raise SystemExit(f"{path} has {marker} without its {END}")
-                text = text[: start + len(marker)] + "\n" + blocks[key] + "\n" + text[end:]
+                text = text[: start + len(marker)] + "\n" + block + "\n" + text[end:]
                 found = True
                 start = text.find(marker, text.find(END, start))
             texts[path] = text
@@ -120,4 +133,7 @@ def update_docs(results: dict, docs: Path) -> list[Path]:
     changed = [path for path, text in texts.items() if text != pages[path]]
     for path in changed:
         path.write_text(texts[path])
+    for figure in (Path(f) for section in results["sections"] for f in section.get("figures", ())):
+        shutil.copyfile(figure, docs / figure.name)
+        changed.append(docs / figure.name)
     return changed

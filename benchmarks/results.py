@@ -37,13 +37,16 @@ def median(values) -> float | None:
 def _met(value: float | None, target: float | None, kind: str) -> bool | None:
     if value is None or target is None:
         return None
+    if kind == "band":  # a ratio within 1 ± target
+        return abs(value - 1) <= target
     return value <= target if kind == "max" else value >= target
 
 
 def compare(case: str, measure: str, unit: str, a_samples: list, b_samples: list, *,
             target: float | None = None, kind: str = "max") -> dict:
     """A row comparing A with B: medians, ratio A/B of the medians, and whether the ratio
-    meets `target` (at most it for kind="max", at least it for kind="min")."""
+    meets `target` (at most it for kind="max", at least it for kind="min", within 1 ± it for
+    kind="band")."""
     a, b = median(a_samples), median(b_samples)
     ratio = a / b if a is not None and b else None
     return {

@@ -41,14 +41,21 @@ class Sizes:
     compute_epochs: int
     matmul_size: int
     reject_repeats: int
+    scaling_examples: tuple   # training-set sizes of `scaling` (mock 32x32x3 data), the last the reference
+    scaling_models: tuple     # `scaling`'s model sizes: overrides, smallest to largest within each model
+    scaling_model_examples: int  # training-set size the model sizes train on
 
 
 QUICK = Sizes(repeats=1, process_repeats=1, epochs=2, pipeline_epochs=3, pipeline_seconds=0.0, cli_epochs=2,
               accuracy_epochs=2, models=("mlp",), cifar_examples=128, compute_batch=128, compute_width=64,
-              compute_epochs=2, matmul_size=256, reject_repeats=1)
+              compute_epochs=2, matmul_size=256, reject_repeats=1, scaling_examples=(64, 256),
+              scaling_models=("model=dynamic width=16", "model=dynamic width=64"), scaling_model_examples=64)
 FULL = Sizes(repeats=3, process_repeats=5, epochs=6, pipeline_epochs=16, pipeline_seconds=5.0, cli_epochs=40,
              accuracy_epochs=8, models=None, cifar_examples=512, compute_batch=512, compute_width=2048,
-             compute_epochs=4, matmul_size=2048, reject_repeats=5)
+             compute_epochs=4, matmul_size=2048, reject_repeats=5, scaling_examples=(1000, 5000, 20000, 50000),
+             scaling_models=("model=dynamic width=64", "model=dynamic width=256", "model=dynamic width=1024",
+                             "model=dynamic width=2048", "model=cnn filters=8", "model=cnn filters=32"),
+             scaling_model_examples=5000)
 
 
 @dataclasses.dataclass
@@ -62,6 +69,7 @@ class Run:
     first_step: float | None = None   # seconds from start to the end of the first training step
     returncode: int = 0
     tensorflow_imported: bool | None = None
+    peak_rss_bytes: int | None = None  # the process's peak resident memory (whole-process runs only)
     model: object = None              # the trained, compiled Keras model (in-process runs only)
 
     def steady(self, key: str = "seconds") -> list[float]:
@@ -77,6 +85,7 @@ class Session:
         self.tfds_dir = self.workdir / "tensorflow_datasets"
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_path)
+        self.out = self.log_path.parent                # the output folder: figures go beside results.json
         self.shared: dict = {}                         # results one benchmark hands to another
         self._counter = itertools.count()
 
@@ -212,7 +221,8 @@ class Session:
                 say(f"  warning: lockstep {' '.join(target)} exited {proc.returncode}"
                     f"{', out of step' if record.get('lockstep_broken') else ''}; see {self.log_path}")
             runs.append(Run(epochs=record.get("epochs", []), metrics={}, wall=float("nan"), after_last_epoch=None,
-                            returncode=proc.returncode if not record.get("lockstep_broken") else -1))
+                            returncode=proc.returncode if not record.get("lockstep_broken") else -1,
+                            peak_rss_bytes=record.get("peak_rss_bytes")))
         return runs
 
     def spawn(self, *target: str, timeout: float = 900) -> Run:
@@ -234,4 +244,5 @@ class Session:
             after_last_epoch=end - epochs[-1]["end"] if epochs else None,
             first_step=record["first_step_end"] - start if record.get("first_step_end") else None,
             returncode=proc.returncode, tensorflow_imported=record.get("tensorflow_imported"),
+            peak_rss_bytes=record.get("peak_rss_bytes"),
         )
