@@ -228,3 +228,31 @@ def test_only_the_chief_writes_the_resume_folder(make_cfg):
     assert not Path(planned.directory).exists()
     off = resume.plan({**settings, "resume": {**settings["resume"], "enabled": False}})
     assert off.restore(None, None, None, None, chief=True) == (None, 0)  # nothing built is touched
+
+
+def test_a_run_killed_after_its_last_epoch_reports_that_epochs_values_when_resumed(make_cfg, tmp_path, monkeypatch):
+    """Killed while logging the model, after the last epoch's snapshot: the rerun trains no epoch,
+    and still returns (and a sweep ranks by) the last epoch's values, as the first attempt logged them."""
+    from trainer.tracking import tracker as tracking
+
+    args = ("model=mlp", "width=8", "epochs=2")
+    real_log_model = tracking.Tracker.log_model
+
+    def killed_while_logging(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracking.Tracker, "log_model", killed_while_logging)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg(*args))
+    client, killed = _only_run(tmp_path)
+    assert killed.info.status == "KILLED"
+    logged = {key: client.get_metric_history(killed.info.run_id, key)[-1] for key in ("val_accuracy", "loss")}
+    assert {m.step for m in logged.values()} == {1}  # the second epoch's
+
+    monkeypatch.setattr(tracking.Tracker, "log_model", real_log_model)
+    final = train(make_cfg(*args))
+    client, resumed = _only_run(tmp_path)
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert final["val_accuracy"] == pytest.approx(logged["val_accuracy"].value)
+    assert final["loss"] == pytest.approx(logged["loss"].value)
+    assert "test_accuracy" in final

@@ -130,7 +130,8 @@ def train(cfg: DictConfig) -> dict:
             # 7. End with a status: the run is FINISHED (`_ends_run`), so nothing is left to
             #    resume; the next identical command starts a new run.
             planned.finish(chief=chief)
-    final = {**{k: float(v[-1]) for k, v in history.items()}, **test_metrics}
+    # A run resumed after its last epoch trains none now: its last epoch's values come from the snapshot.
+    final = {**({k: float(v[-1]) for k, v in history.items() if v} or planned.epoch_logs), **test_metrics}
     _report(tracker, final, job.run_dir, chief=chief)
     return final
 

@@ -92,6 +92,7 @@ class Resume:
     lock: int | None = dataclasses.field(default=None, repr=False)  # the held lock file's descriptor
     identity: str = ""     # of the config, written into the record
     created: bool = False  # trainer made the folder, so it removes it once it is empty
+    epoch_logs: dict = dataclasses.field(default_factory=dict)  # the restored snapshot's last epoch's logs
 
     @property
     def enabled(self) -> bool:
@@ -133,6 +134,7 @@ class Resume:
             callback = snapshot.SnapshotCallback(self.directory, model, optimizer, tracker.unconfirmed,
                                                  every_seconds=self.every_seconds)
             epochs_done, unconfirmed = callback.restore()
+            self.epoch_logs = callback.restored_logs
         if not distribute.workers_agree(strategy, epochs_done):
             raise ResumeError(self.directory, ValueError(
                 f"this worker found {epochs_done} completed epochs there and another worker found a different"

@@ -85,6 +85,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._read = tf.function(lambda: [v.value for v in self.variables], autograph=False)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="resume-snapshot")
         self._pending: concurrent.futures.Future | None = None
+        self.restored_logs: dict = {}  # the logs of the epoch the restored snapshot ended
 
     def restore(self) -> tuple[int, list]:
         """Load the snapshot into the variables; returns (completed epochs, unconfirmed metrics),
@@ -103,6 +104,7 @@ class SnapshotCallback(keras.callbacks.Callback):
             raise ResumeError(self.directory, err) from err
         for variable, value in zip(self.variables, arrays, strict=True):  # all checked: none is half-restored
             variable.assign(value)
+        self.restored_logs = manifest.get("logs", {})
         return manifest["epoch"], manifest["metrics"]
 
     def _arrays(self, manifest: dict, payload: memoryview) -> list[np.ndarray]:
@@ -144,6 +146,9 @@ class SnapshotCallback(keras.callbacks.Callback):
             "byteorder": sys.byteorder,
             "variables": self._described,
             "metrics": [list(m) for m in self.unconfirmed_metrics()],
+            # The epoch's own logs: a run killed after its last epoch trains none when resumed,
+            # and still reports them.
+            "logs": {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float, np.number))},
         }
         self._pending = self._writer.submit(self._write, arrays, manifest)
 
@@ -233,6 +238,8 @@ def _check_manifest(manifest: dict) -> None:
         (isinstance(manifest.get("metrics"), list) and all(
             isinstance(m, list) and len(m) == 4 and isinstance(m[0], str)
             and all(type(x) in (int, float) for x in m[1:]) for m in manifest["metrics"]), "metrics"),
+        (isinstance(manifest.get("logs", {}), dict) and all(
+            isinstance(k, str) and type(v) in (int, float) for k, v in manifest.get("logs", {}).items()), "logs"),
     ]
     bad = [name for ok, name in problems if not ok]
     if bad:

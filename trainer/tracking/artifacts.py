@@ -43,7 +43,7 @@ def log_evaluation(tracker, model, data, history: dict) -> None:
     if not tracker.enabled:
         return
     with tempfile.TemporaryDirectory() as tmp:
-        if history:
+        if any(history.values()):  # a run resumed after its last epoch trained none now
             plots.training_curves(history, os.path.join(tmp, "training_curves.png"))
         found = _predictions(model, data)
         if found is not None:
