@@ -56,11 +56,15 @@ def numpy_fit_dataset(dataset):
     Calling `fit(x, y)` once per epoch instead would build the adapter (and convert the arrays)
     every epoch, which a user's single `fit` call does not."""
     import numpy as np
+    import tensorflow as tf
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
     xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
     x, y = np.concatenate(xs), np.concatenate(ys)
-    return ArrayDataAdapter(x, y, batch_size=len(ys[0]), shuffle=True).get_tf_dataset()
+    adapter = ArrayDataAdapter(x, y, batch_size=len(ys[0]), shuffle=True)
+    # fit(x, y) knows the adapter's batch count; its dataset alone would not tell Keras (unknown
+    # cardinality), which would then end each epoch with one more call that finds no data.
+    return adapter.get_tf_dataset().apply(tf.data.experimental.assert_cardinality(adapter.num_batches))
 
 
 @contextlib.contextmanager
