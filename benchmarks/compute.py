@@ -54,7 +54,7 @@ def _model_flops(session, knobs: dict) -> int:
 def run(session) -> dict:
     s = session.sizes
     overrides = ("model=dynamic", "depth=4", f"width={s.compute_width}", f"batch_size={s.compute_batch}",
-                 "loop=fit", f"epochs={s.compute_epochs}")
+                 "loop=fit", "loop.steps_per_execution=1", f"epochs={s.compute_epochs}")  # one timed step per call
     from trainer.config.validate import validate
 
     knobs = validate(session.compose(*overrides))["model"]["knobs"]

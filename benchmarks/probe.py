@@ -59,24 +59,25 @@ class Clock:
 
     def epochs(self) -> list[dict]:
         """One dict per epoch of the last training call: begin, end of its last training step,
-        end (after every epoch-end callback), training steps and each step's duration (batch
-        begin to batch end), and `seconds` = time since the previous epoch ended (since this one
+        end (after every epoch-end callback), training steps and each call's duration (batch
+        begin to batch end) and steps (`steps_per_call`: more than one with steps_per_execution), and `seconds` = time since the previous epoch ended (since this one
         began, for the first); `cpu_seconds` and `train_cpu_seconds` are the same spans in CPU time.
         `span_seconds`/`span_cpu_seconds`: from this epoch's begin to its end (in lockstep, the
         process's own turn, without the wait for it)."""
         out: list[dict] = []
-        current, step_begin = None, 0.0
+        current, step_begin, first_index = None, 0.0, 0
         for kind, index, t, cpu in self.events:
             if kind == "train_begin":
                 out, current = [], None
             elif kind == "epoch_begin":
                 current = {"epoch": index, "begin": t, "train_end": None, "end": None, "steps": 0,
-                           "step_durations": [], "cpu_begin": cpu, "cpu_train_end": cpu}
+                           "step_durations": [], "steps_per_call": [], "cpu_begin": cpu, "cpu_train_end": cpu}
             elif kind == "batch_begin":
-                step_begin = t
+                step_begin, first_index = t, index
             elif kind == "batch_end" and current is not None:
                 current["train_end"], current["steps"], current["cpu_train_end"] = t, index + 1, cpu
                 current["step_durations"].append(t - step_begin)
+                current["steps_per_call"].append(index - first_index + 1)
             elif kind == "epoch_end" and current is not None:
                 current["end"], current["cpu_end"] = t, cpu
                 previous = out[-1] if out else {"end": current["begin"], "cpu_end": current["cpu_begin"]}
@@ -143,8 +144,11 @@ def _timed(method, kind: str, after: bool):
                 c.record(kind, index)
         result = method(self, index, logs, *args, **kwargs)
         if after:
+            # With several steps per call, fit passes a short last call's end as if the call were
+            # full (one past the epoch's last step); the epoch's step count comes from this index.
+            steps = (getattr(self, "params", None) or {}).get("steps")
             for c in _active:
-                c.record(kind, index)
+                c.record(kind, min(index, steps - 1) if steps else index)
         return result
 
     wrapper.__benchmarks_probe__ = True

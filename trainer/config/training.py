@@ -23,7 +23,9 @@ def _optional_positive(key: str, value):
 
 def _check_loop(loop: DictConfig) -> None:
     checks.one_of("loop.name", loop.name, LOOPS)
-    checks.int_at_least("loop.steps_per_execution", loop.steps_per_execution, 1)
+    if loop.steps_per_execution != "auto" and not (checks.is_int(loop.steps_per_execution)
+                                                    and loop.steps_per_execution >= 1):
+        raise checks.fail("loop.steps_per_execution", "auto or an integer >= 1", loop.steps_per_execution)
     if not (loop.jit_compile == "auto" or isinstance(loop.jit_compile, bool)):
         raise checks.fail("loop.jit_compile", "one of auto, true, false", loop.jit_compile)
 
@@ -112,12 +114,13 @@ def check_batch_divides(batch_size: int, replicas: int, where: str) -> None:
         )
 
 
-def check_steps_per_execution(loop: str, steps_per_execution: int, replicas: int, strategy: str) -> None:
+def check_steps_per_execution(loop: str, steps_per_execution: int | str, replicas: int, strategy: str) -> None:
     """Keras 3.15's fit runs several steps per call in a tf.while_loop, which fails at the first
     step under a strategy with more than one replica ("You must feed a value for placeholder
     tensor"; plain Keras does too: MirroredStrategy over two CPUs, steps_per_execution=2). One
-    replica works, and so does the custom loop, which calls strategy.run once per step."""
-    if loop == "fit" and steps_per_execution > 1 and replicas > 1:
+    replica works, and so does the custom loop, which calls strategy.run once per step. `auto`
+    gives fit one step per call there (trainer/loops/execution.py)."""
+    if loop == "fit" and steps_per_execution != "auto" and steps_per_execution > 1 and replicas > 1:
         raise ConfigError(
             f"loop.steps_per_execution must be 1 for loop=fit with more than one replica (strategy={strategy}):"
             " Keras's fit cannot run several steps per call under tf.distribute; loop=custom can."

@@ -13,15 +13,22 @@ from trainer.config.choices import PROGRESS
 from trainer.errors import NonFiniteLossError
 
 
-
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Raise at the first step whose loss is NaN or infinite (big_vision checks every step).
 
     Keras's TerminateOnNaN only sets `stop_training`, which would end the run as a success;
     raising makes the run end FAILED with the step in the message. The logged loss is the
     running mean of the epoch, which turns non-finite exactly when a step's loss does. With
-    loop.steps_per_execution > 1 the check runs once per block, at its last step.
+    loop.steps_per_execution > 1 the check runs once per call, at its last step, and the loop's
+    `watch` (trainer/loops/execution.py) says how many steps earlier the loss went bad, so the
+    step named is the same as with one step per call.
     """
+
+    block_safe = True  # checking at the end of a call of several steps names the same step (`watch`)
+
+    def __init__(self):
+        super().__init__()
+        self.watch = None  # an execution.NonFiniteWatch, set by the loop when a call runs several steps
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -31,6 +38,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if math.isfinite(loss):
             return
         steps = self.params.get("steps") or 0
+        if steps:  # fit passes a short last call's end as if the call were full
+            batch = min(batch, steps - 1)
+        if self.watch is not None:
+            batch -= max(0, self.watch.steps_since())
         step = self._epoch * steps + batch + 1 if steps else batch + 1
         raise NonFiniteLossError(
             f"loss became {loss} at step {step} (epoch {self._epoch + 1}, batch {batch + 1}); lower"
@@ -41,6 +52,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 class RaiseLostSignal(keras.callbacks.Callback):
     """Raise a SIGTERM or Ctrl-C whose exception TensorFlow or Keras swallowed (trainer/run/signals.py),
     at the next batch end, so the run ends KILLED instead of training on."""
+
+    block_safe = True  # with several steps per call, at the call's end: a few steps later
 
     def on_train_batch_end(self, batch, logs=None):
         signals.raise_if_received()

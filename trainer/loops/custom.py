@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from trainer.loops import callbacks as callbacks_lib
 from trainer.loops import compile as compile_
-from trainer.loops import setup
+from trainer.loops import execution, setup
 from trainer.loops.step import Steps
 from trainer.run import distribute
 
@@ -42,19 +43,25 @@ def _num_batches(dataset: tf.data.Dataset) -> int:
     return count
 
 
-def run(model, data, *, epochs: int, optimizer, loss, callbacks: list, strategy, steps_per_execution: int,
+def run(model, data, *, epochs: int, optimizer, loss, callbacks: list, strategy, steps_per_execution: int | str,
         jit_compile: bool, verbose: int, initial_epoch: int = 0) -> tuple[dict, dict]:
-    """`initial_epoch`: the epochs a resumed run had completed (its snapshot already restored)."""
-    spe = steps_per_execution
+    """`initial_epoch`: the epochs a resumed run had completed (its snapshot already restored);
+    `steps_per_execution`: an int or "auto" (trainer/loops/execution.py)."""
+    sizes = {name: _num_batches(getattr(data, name)) for name in ("train", "validation", "test")}
+    spe = execution.resolve(steps_per_execution, steps=sizes["train"], verbose=verbose, callbacks=callbacks,
+                            replicas=strategy.num_replicas_in_sync, loop="custom")
+    watchers = [cb for cb in callbacks if isinstance(cb, callbacks_lib.StopOnNonFiniteLoss)]
     with strategy.scope():
         # Build the optimizer's slots now, inside the scope, so they are mirrored and restorable.
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
+        watch = execution.NonFiniteWatch() if spe > 1 and watchers else None
         steps = Steps(model, optimizer, loss=loss, metrics=compile_.build_metrics(),
-                      strategy=strategy, steps_per_execution=spe, jit_compile=jit_compile)
+                      strategy=strategy, steps_per_execution=spe, jit_compile=jit_compile, watch=watch)
+    if watch is not None:
+        watchers[0].watch = watch
     # Callbacks reach the optimizer through the model (ReduceLROnPlateau sets its learning rate).
     model.optimizer = optimizer
-    sizes = {name: _num_batches(getattr(data, name)) for name in ("train", "validation", "test")}
     feed = setup.prepare(model, data, feed=lambda split: distribute.distribute(strategy, split), callbacks=callbacks,
                          epochs=epochs, initial_epoch=initial_epoch, steps=sizes["train"], verbose=verbose)
     train, validation, cbs = feed.train, feed.validation, feed.callbacks

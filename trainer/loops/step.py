@@ -11,12 +11,14 @@ from trainer.config import metrics as metric_names
 
 
 class Steps:
-    def __init__(self, model, optimizer, *, loss, metrics, strategy, steps_per_execution: int, jit_compile: bool):
+    def __init__(self, model, optimizer, *, loss, metrics, strategy, steps_per_execution: int, jit_compile: bool,
+                 watch=None):
+        """`watch`: an execution.NonFiniteWatch that each training step updates with the running loss."""
         self.model, self.optimizer, self.loss, self.strategy = model, optimizer, loss, strategy
         with strategy.scope():
             self.loss_tracker = keras.metrics.Mean(name=metric_names.LOSS)
         self.metrics = [self.loss_tracker, *metrics]
-        self.train = self._on_iterator(self._train_step, steps_per_execution, jit_compile)
+        self.train = self._on_iterator(self._train_step, steps_per_execution, jit_compile, watch)
         self.test = self._on_iterator(self._test_step, steps_per_execution, jit_compile)
 
     def _losses(self, y, y_pred):
@@ -55,12 +57,14 @@ class Steps:
         _, reported, local_batch = self._losses(y, y_pred)
         self._update_metrics(y, y_pred, reported, local_batch)
 
-    def _on_iterator(self, step, steps_per_execution: int, jit_compile: bool):
+    def _on_iterator(self, step, steps_per_execution: int, jit_compile: bool, watch=None):
         if jit_compile:
             step = tf.function(step, jit_compile=True, reduce_retracing=True)
 
         def one_step(data):
             self.strategy.run(step, args=(data,))
+            if watch is not None:
+                watch.update(self.loss_tracker.result())
 
         @tf.function(reduce_retracing=True)
         def function(iterator):
