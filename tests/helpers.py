@@ -52,3 +52,21 @@ def runs(monkeypatch):
 
     monkeypatch.setattr(loops, "get", get)
     return seen
+
+
+def nan_in_training_batch_5(monkeypatch) -> None:
+    """Fault injection: from now on, every loaded dataset's 5th training batch is NaN. (Use tanh,
+    not relu, in the model: oneDNN's relu turns NaN into 0, which would hide it from the loss.)"""
+    import tensorflow as tf
+
+    import trainer.data as data_lib
+
+    real_load = data_lib.load
+
+    def load_with_nan_in_batch_5(*args, **kwargs):
+        data = real_load(*args, **kwargs)
+        poisoned = data.train.enumerate().map(lambda i, xy: (tf.where(i == 4, xy[0] * np.nan, xy[0]), xy[1]))
+        data.train = poisoned.apply(tf.data.experimental.assert_cardinality(data.train.cardinality()))
+        return data
+
+    monkeypatch.setattr(data_lib, "load", load_with_nan_in_batch_5)

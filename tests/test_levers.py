@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import runs  # noqa: F401  (a fixture)
+from tests.helpers import nan_in_training_batch_5, runs  # noqa: F401  (runs: a fixture)
 from trainer.config.validate import validate
 from trainer.loops import callbacks as callbacks_lib
 from trainer.loops import execution
@@ -95,19 +95,7 @@ def test_progress_bar_keeps_one_step_per_call(make_cfg, runs, resolved, capsys, 
 @pytest.mark.parametrize("spe", ["auto", "4"])
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_nan_loss_names_its_step_with_several_steps_per_call(make_cfg, monkeypatch, resolved, loop, spe):
-    import tensorflow as tf
-
-    import trainer.data as data_lib
-
-    real_load = data_lib.load
-
-    def load_with_nan_in_batch_5(*args, **kwargs):  # the 5th training batch is NaN, inside the first call
-        data = real_load(*args, **kwargs)
-        poisoned = data.train.enumerate().map(lambda i, xy: (tf.where(i == 4, xy[0] * np.nan, xy[0]), xy[1]))
-        data.train = poisoned.apply(tf.data.experimental.assert_cardinality(data.train.cardinality()))
-        return data
-
-    monkeypatch.setattr(data_lib, "load", load_with_nan_in_batch_5)
+    nan_in_training_batch_5(monkeypatch)  # inside the first call of several steps
     with pytest.raises(FloatingPointError, match=r"loss became nan at step 5 \(epoch 1, batch 5\)"):
         train(make_cfg("model=mlp", "width=8", "activation=tanh", f"loop={loop}", "tracking=none", "epochs=2",
                        f"loop.steps_per_execution={spe}"))

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 import models
 from tests.conftest import tracking_uri
-from tests.helpers import runs  # noqa: F401  (a fixture)
+from tests.helpers import nan_in_training_batch_5, runs  # noqa: F401  (runs: a fixture)
 from trainer.train import train
 
 # The smallest version of every knob a registry model may have, so each run takes seconds.
@@ -104,20 +104,7 @@ def test_callback_histories_are_equal_across_loops(make_cfg, runs):
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_nan_loss_stops_at_its_step_and_fails_the_run(make_cfg, tmp_path, monkeypatch, loop):
-    import tensorflow as tf
-
-    import trainer.data as data_lib
-
-    real_load = data_lib.load
-
-    def load_with_nan_in_batch_5(*args, **kwargs):  # fault injection: the 5th training batch is NaN
-        # (tanh, not relu: oneDNN relu turns NaN into 0, which would hide it from the loss)
-        data = real_load(*args, **kwargs)
-        poisoned = data.train.enumerate().map(lambda i, xy: (tf.where(i == 4, xy[0] * np.nan, xy[0]), xy[1]))
-        data.train = poisoned.apply(tf.data.experimental.assert_cardinality(data.train.cardinality()))
-        return data
-
-    monkeypatch.setattr(data_lib, "load", load_with_nan_in_batch_5)
+    nan_in_training_batch_5(monkeypatch)
     with pytest.raises(FloatingPointError, match=r"loss became nan at step 5 \(epoch 1, batch 5\)"):
         train(make_cfg("model=mlp", "width=8", "activation=tanh", f"loop={loop}", "batch_size=128", "epochs=2"))
     client = MlflowClient(tracking_uri(tmp_path))
