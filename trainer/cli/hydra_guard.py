@@ -15,8 +15,9 @@ import functools
 import logging
 from importlib.resources import files
 
+import yaml
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 # Config groups of Hydra's own that a command line may choose (hydra/launcher=joblib, ...).
 HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/job_logging", "hydra/hydra_logging")
@@ -124,6 +125,9 @@ def _yaml_files(package: str):
     yield from walk(files(package))
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.cache
 def allowed_references() -> frozenset[str]:
     """What the project's conf/, Hydra's own conf and every config node Hydra's plugins stored
@@ -131,7 +135,9 @@ def allowed_references() -> frozenset[str]:
     found = set()
     for package in ("conf", "hydra.conf"):
         for entry in _yaml_files(package):
-            node = OmegaConf.create(entry.read_text())
+            # Plain YAML (LibYAML when present): the same strings as OmegaConf.create reads, at a
+            # tenth of its time, which every command pays before its first step.
+            node = yaml.load(entry.read_text(), Loader=_YAML_LOADER)
             found.update(str(v) for _, v in _references(node, "", resolve=False, anywhere=True))
 
     def walk_store(tree):
