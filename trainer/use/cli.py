@@ -11,6 +11,7 @@ same way; any other failure is a traceback, exit 1.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Callable
@@ -96,3 +97,8 @@ def _help(cfg: DictConfig) -> str:
     keys = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
     return f"{cfg.hydra.help.header}\n\n== Keys (this command's values) ==\n{OmegaConf.to_yaml(keys)}"
 
+
+
+def run_dir() -> str:
+    """The command's folder (Hydra's run folder; the working folder when called outside Hydra)."""
+    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else os.getcwd()

@@ -16,7 +16,7 @@ import tensorflow as tf
 from trainer.data import resize
 from trainer.errors import ConfigError
 from trainer.tracking.export import INPUT_SCALE
-from trainer.use import checks, source
+from trainer.use import checks, cli, source
 
 # tf.io.decode_image can give an image these channel counts (gray, RGB, RGBA).
 _CHANNELS = (1, 3, 4)
@@ -35,18 +35,13 @@ def predict(cfg) -> str:
     probs = probabilities(trained.model, decoded.images, cfg.batch_size)
     header, table = rows(decoded.files, probs, trained.class_names, cfg.top_k)
     if cfg.output is None:
-        path = os.path.join(_run_dir(), "predictions.csv")
+        path = os.path.join(cli.run_dir(), "predictions.csv")
     else:
         path = checks.output_file(cfg.output)
     write_csv(path, header, table, exclusive=cfg.output is not None)
     print(summary(table=table, decoded=decoded, trained=trained, path=path), flush=True)
     return path
 
-
-def _run_dir() -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else os.getcwd()
 
 
 @dataclass(frozen=True)
