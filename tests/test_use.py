@@ -64,10 +64,12 @@ def test_predict_writes_the_models_predictions_for_the_images_a_glob_names(train
     # An RGB JPEG at twice the size: decoded to the model's one channel and resized as training resizes.
     Image.fromarray(np.repeat(np.kron(images[0], np.ones((2, 2), np.uint8))[..., None], 3, -1)).save(folder / "big.jpg")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 4)  # a PNG's signature, then nothing
 
     done = _command("trainer.predict", trained["root"], f"run=models:/{REGISTERED}/1", f"source='{folder}/*'")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"skipped {folder / 'notes.txt'}: not an image" in done.stdout
+    assert f"skipped {folder / 'damaged.png'}: could not be decoded" in done.stdout
     assert f"predicted 41 image(s) with models:/{trained['model_id']} (run {trained['run_id']})" in done.stdout
     (path,) = (trained["root"] / "outputs" / "predictions").glob("*/*/predictions.csv")
     assert f"predictions: {path}" in done.stdout
@@ -76,7 +78,7 @@ def test_predict_writes_the_models_predictions_for_the_images_a_glob_names(train
     assert list(table[0]) == ["file", "class", "probability", "top1_class", "top1_probability", "top2_class",
                               "top2_probability", "top3_class", "top3_probability"]
     by_file = {Path(row["file"]).name: row for row in table}
-    assert "notes.txt" not in by_file and len(by_file) == 41
+    assert "notes.txt" not in by_file and "damaged.png" not in by_file and len(by_file) == 41
 
     # The CSV holds what the model gives in this process for the same pixels.
     trained_model = source.open_trained(trained["run_id"], tracking_uri(trained["root"]))

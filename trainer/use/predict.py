@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import csv
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from trainer.use import checks, cli, source
 
 # tf.io.decode_image can give an image these channel counts (gray, RGB, RGBA).
 _CHANNELS = (1, 3, 4)
+# Files decoded per tf.data pass: a damaged file costs its chunk a second, file-by-file pass.
+_CHUNK = 1024
 _NOT_AN_IMAGE = "not an image (PNG, JPEG, GIF, BMP or WebP)"
 
 
@@ -43,7 +46,6 @@ def predict(cfg) -> str:
     return path
 
 
-
 @dataclass(frozen=True)
 class Decoded:
     images: np.ndarray        # uint8 (n, height, width, channels), the model's input shape
@@ -56,39 +58,64 @@ def decode_files(files: list[str], input_shape: tuple) -> Decoded:
     if input_shape[2] not in _CHANNELS:
         raise ConfigError(f"run must name a model that takes images with 1, 3 or 4 channels; it takes"
                           f" {input_shape[2]}. Received: model input shape={tuple(input_shape)}")
-    decode = _decoder(tuple(input_shape))
-    images, kept, skipped = [], [], []
+    candidates, skipped = [], []
     for file in files:
-        if not checks.looks_like_image(file):
+        if checks.looks_like_image(file):
+            candidates.append(file)
+        else:
             skipped.append((file, _NOT_AN_IMAGE))
-            continue
+    pipeline, one = _pipeline(tuple(input_shape)), _one_file(tuple(input_shape))
+    images, kept = [], []
+    for start in range(0, len(candidates), _CHUNK):
+        chunk = candidates[start:start + _CHUNK]
         try:
-            images.append(decode(file).numpy())
-            kept.append(file)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnimplementedError,
-                tf.errors.PermissionDeniedError) as err:
-            skipped.append((file, _why(err)))
+            images.append(np.concatenate([batch.numpy() for batch in pipeline(chunk)]))
+            kept += chunk
+            continue
+        except tf.errors.OpError:
+            pass  # a damaged file in this chunk: decode its files one by one to name it
+        for file in chunk:
+            try:
+                images.append(one(file).numpy()[None])
+                kept.append(file)
+            except tf.errors.OpError as err:
+                skipped.append((file, _why(err)))
     empty = np.zeros((0, *input_shape), np.uint8)
-    return Decoded(np.stack(images) if images else empty, kept, skipped)
+    order = {file: i for i, file in enumerate(files)}
+    return Decoded(np.concatenate(images) if images else empty, kept, sorted(skipped, key=lambda s: order[s[0]]))
 
 
-def _decoder(input_shape: tuple):
-    # Eager, one file at a time: a file that does not decode raises here, named, without
-    # stopping the others (inside a tf.data pipeline or a graph it would end the whole pass).
+def _decode(file, input_shape: tuple):
+    pixels = tf.io.decode_image(tf.io.read_file(file), channels=input_shape[2], expand_animations=False)
+    # As training: resized only when the size differs (trainer/data/resize.py `to_shape`).
+    same = tf.reduce_all(tf.equal(tf.shape(pixels)[:2], input_shape[:2]))
+    pixels = tf.cond(same, lambda: pixels, lambda: resize.image(pixels, input_shape))
+    return tf.ensure_shape(pixels, input_shape)
+
+
+def _pipeline(input_shape: tuple):
+    """Files decoded in parallel by tf.data, in order; any file that fails ends the pass."""
     def decode(file):
-        pixels = tf.io.decode_image(tf.io.read_file(file), channels=input_shape[2], expand_animations=False)
-        if tuple(pixels.shape) != tuple(input_shape):  # as training: resized only when the size differs
-            pixels = resize.image(pixels, input_shape)
-        return pixels
+        return _decode(file, input_shape)
 
-    return decode
+    def decoded(files: list[str]):
+        return (tf.data.Dataset.from_tensor_slices(files)
+                .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(_CHUNK).prefetch(1))
+
+    return decoded
+
+
+def _one_file(input_shape: tuple):
+    """One file, eagerly: a file that does not decode raises for itself alone."""
+    return lambda file: _decode(tf.constant(file), input_shape)
 
 
 def _why(err: tf.errors.OpError) -> str:
     text = " ".join((err.message or type(err).__name__).split())
     if "Unknown image file format" in text:
         return _NOT_AN_IMAGE
-    return text.split(" [Op:")[0]
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text.split(" [Op:")[0])
+    return f"could not be decoded ({text})"
 
 
 def probabilities(model, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -97,8 +124,10 @@ def probabilities(model, images: np.ndarray, batch_size: int) -> np.ndarray:
     One compiled forward pass per batch: uint8 batches go in (a quarter of float32's bytes) and
     the rescale runs in the same graph as the model.
     """
-    forward = tf.function(lambda x: model(tf.cast(x, tf.float32) * INPUT_SCALE, training=False),
-                          reduce_retracing=True)
+    @tf.function(reduce_retracing=True)
+    def forward(x):
+        return model(tf.cast(x, tf.float32) * INPUT_SCALE, training=False)
+
     outputs = [np.asarray(forward(images[start:start + batch_size]), dtype=np.float32)
                for start in range(0, len(images), batch_size)]
     if not outputs:
