@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from trainer import data as data_lib
 from trainer.data import inputs
+from trainer.config.checks import shown as checks_shown
 from trainer.errors import ConfigError
 from trainer.tracking import artifacts, plots, provenance
 from trainer.tracking import tracker as tracking
@@ -58,11 +59,13 @@ def evaluate(cfg) -> dict:
 def _check_fits(trained, data, data_cfg: dict) -> None:
     if tuple(data.input_shape) != tuple(trained.input_shape):
         height, width, channels = trained.input_shape
-        hint = f"data.image_size=[{height}, {width}]" if data.input_shape[2] == channels else (
-            f"a dataset of {channels}-channel images (data=image_folder data.channels={channels})")
-        raise ConfigError(f"data must give images the model takes, {tuple(trained.input_shape)}; {data.name} gives"
-                          f" {tuple(data.input_shape)} (set {hint}). Received: data.name={data.name},"
-                          f" data.image_size={data_cfg.get('image_size')}")
+        fixes = [f"data.image_size=[{height},{width}]"] if tuple(data.input_shape[:2]) != (height, width) else []
+        if data.input_shape[2] != channels:
+            fixes.append(f"data.channels={channels}" if data.source == "image_folder"
+                         else f"a dataset of {channels}-channel images")
+        raise ConfigError(f"data must give images of the shape the model takes, {tuple(trained.input_shape)}; {data.name}"
+                          f" gives {tuple(data.input_shape)} (set {' and '.join(fixes)}). Received: data.name={data.name},"
+                          f" data.image_size={checks_shown(data_cfg.get('image_size'))}")
     if data.num_classes != len(trained.class_names):
         raise ConfigError(f"data must have as many classes as the model ({len(trained.class_names)}); {data.name} has"
                           f" {data.num_classes}. Received: data.name={data.name}")
