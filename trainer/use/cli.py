@@ -25,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 from trainer import errors
 from trainer.cli import command, resolvers
 from trainer.config.checks import shorten
-from trainer.errors import ConfigError
 from trainer.run import console
 
 resolvers.register()
