@@ -37,6 +37,8 @@ def fmt(v, unit: str) -> str:
         return f"{int(round(v)):,}"
     if unit == "accuracy":
         return f"{v:.4f}"
+    if unit == "images/s":
+        return f"{v:,.0f} images/s"
     if unit == "FLOP/s":
         return f"{v / 1e9:.1f} GFLOP/s"
     return f"{v:.3g} {unit}".strip()

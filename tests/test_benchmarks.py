@@ -64,6 +64,7 @@ def test_every_target_the_issue_sets_is_in_the_results(quick):
     assert targets[("levers", "steady-state epoch time")] == 1.00
     assert targets[("startup", "time to reject a bad config")] == 2.0
     assert targets[("compute", "FLOP/s")] == 0.6
+    assert targets[("predict", "images per second")] == 0.9
     assert targets[("scaling", "steady-state epoch time per example")] == 0.10  # within 0.90-1.10
     assert targets[("scaling", "memory the data adds vs bytes cached")] == 4  # 1 / data.cache=auto's RAM share
     measures = {row["measure"] for s in results["sections"] if s["name"] == "variants" for row in s["rows"]}
