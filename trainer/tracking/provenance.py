@@ -44,8 +44,12 @@ def git_state(root: str) -> tuple[str, str]:
 
 
 def program(argv: list[str] | None = None) -> str:
-    """What ran: `python -m trainer` (or the `trainer` script), else the script's path."""
+    """What ran: `python -m trainer` (or the `trainer` script), `python -m trainer.evaluate` (a command
+    module of the package), else the script's path."""
     argv = sys.argv if argv is None else argv
+    head, _, name = (argv[0] if argv else "").rpartition(os.sep)
+    if head.endswith(os.sep + "trainer") and name.endswith(".py") and name != "__main__.py":
+        return f"python -m trainer.{name[:-3]}"
     return "python -m trainer" if argv and argv[0].endswith(("__main__.py", "trainer")) else shlex.quote(argv[0] if argv else "")
 
 
