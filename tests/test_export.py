@@ -102,8 +102,13 @@ def test_bad_input_is_one_line_before_tensorflow_and_writes_nothing(trained, tmp
         (("trainer.export", f"run={run_id}", "format=tflite"),
          f"error: format must name export formats among {allowed}; tflite is not one. Received: format=tflite"),
         (("trainer.export", f"run={run_id}", "format=onnx,litert"),
-         "error: format takes one value (python -m trainer.export runs once; a list is written format=[a,b], and a"
-         " comma list is Hydra's sweep syntax). Received: format=onnx,litert"),
+         "error: Ambiguous value for argument 'format=onnx,litert' 1. To use it as a list, use key=[value1,value2]"
+         " 2. To use it as string, quote the value: key=\\'value1,value2\\' 3. To sweep over it, add --multirun to"
+         f" your command line Received: run={run_id} format=onnx,litert"),
+        (("trainer.export", "run=0123456789abcdef0123456789abcdef"),
+         f"error: run must be a run of the tracking store {tracking_uri(root)}; it has no run"
+         " 0123456789abcdef0123456789abcdef (`mlflow ui` lists them, or use models:/<model id>)."
+         " Received: run=0123456789abcdef0123456789abcdef"),
         (("trainer.export", "format=onnx"),
          "error: run must name the model to export: a run id (32 hex characters), models:/<model id>,"
          " models:/<name>/<version>, models:/<name>@<alias> or a path to a .keras file (python -m trainer.export"

@@ -606,51 +606,6 @@ def preflight(argv: list[str] | None = None, task_function=None) -> None:
         GlobalHydra.instance().clear()
 
 
-def preflight_tool(command: str, config_name: str, check, argv: list[str] | None = None) -> None:
-    """`preflight` for a command with its own primary config that acts on one trained model
-    (`python -m trainer.export`, conf/export.yaml): the same refusals of code and Hydra settings,
-    one composition in run mode, then `check(cfg)` (which raises ConfigError) for its values.
-    Such a command runs once: -m and comma lists (Hydra's sweep syntax) are refused."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parse_args(argv)
-    overrides = list(args.overrides)
-    _check_syntax(overrides)
-    _reject_instantiation(overrides)
-    _reject_hydra_settings(overrides)
-    if args.multirun:
-        fail(f"{command} runs once; -m (--multirun) is for training sweeps. Received: {shorten(' '.join(argv))}")
-    for o in OverridesParser.create().parse_overrides(overrides):
-        if o.is_sweep_override():
-            key = o.get_key_element().lstrip("+~")
-            fail(f"{key} takes one value ({command} runs once; a list is written {key}=[a,b], and a comma list"
-                 f" is Hydra's sweep syntax). Received: {shorten(o.input_line)}")
-    hydra = _hydra(args, None)
-    name = config_name if args.config_name is None else args.config_name
-
-    def compose_job(job):
-        return hydra.compose_config(name, job, run_mode=RunMode.RUN)
-
-    inspect = args.help or args.hydra_help or args.cfg is not None or args.info is not None or args.shell_completion
-    try:
-        try:
-            cfg = compose_job(overrides)
-        except Exception as err:
-            if inspect:
-                return  # Hydra reports its own composition error
-            _report(err, overrides, compose_job, args.config_dir)
-        _reject_code(cfg, overrides)
-        if inspect:  # Hydra answers these; its help lists this command's config
-            return
-        _check_folder("hydra.run.dir", _set_runtime(cfg, "hydra.run.dir"), overrides)
-        try:
-            check(cfg)
-        except Exception as err:
-            _report(err, overrides, compose_job, args.config_dir)
-    finally:
-        HydraConfig.instance().cfg = None
-        GlobalHydra.instance().clear()
-
-
 def _check_run(hydra, config_name: str, overrides: list[str], args) -> None:
     # The mode as Hydra's _run_app settles it. Asking Hydra costs a composition; trainer's own conf/
     # never sets hydra.mode (tests/test_cli_safety.py), so only another config or an override can.
