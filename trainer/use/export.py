@@ -90,7 +90,7 @@ def _export_one(model, name: str, staging: Path, inputs, expected, tolerance: fl
     }
 
 
-def test_batch(data, examples: int = CHECK_EXAMPLES) -> tuple[np.ndarray, str]:
+def first_test_examples(data, examples: int = CHECK_EXAMPLES) -> tuple[np.ndarray, str]:
     """The first `examples` test examples of a loaded dataset (trainer/data/loading.py's Dataset),
     as the model takes them, and how the report names them."""
     kept, count = [], 0
@@ -106,7 +106,7 @@ def export_trained(model: keras.Model, data, formats: list[str], run_dir: str, t
     """`export.formats` at the end of training: into <run folder>/export/, checked on the run's own
     test examples, logged to the run (when it is tracked)."""
     out_dir = os.path.join(run_dir, "export")
-    inputs, note = test_batch(data)
+    inputs, note = first_test_examples(data)
     records = export(model, formats, out_dir, inputs, inputs_note=note)
     if tracker.enabled:
         log_to_run(tracker.client, tracker.run_id, out_dir, records)
@@ -146,7 +146,7 @@ def _check_inputs(trained) -> tuple[np.ndarray, str]:
         except ConfigError:  # prepared elsewhere, and not downloadable now
             data = None
         if data is not None and tuple(data.input_shape) == tuple(trained.input_shape):
-            return test_batch(data)
+            return first_test_examples(data)
     pixels = np.random.default_rng(0).integers(0, 256, size=(CHECK_EXAMPLES, *trained.input_shape))
     return (pixels / 255.0).astype("float32"), (f"{CHECK_EXAMPLES} images of uniformly random pixels (the model's"
                                                 " training data is not available here)")
