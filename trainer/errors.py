@@ -39,6 +39,11 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss; the message names the step."""
 
 
+class ExportMismatch(RuntimeError):
+    """An exported file does not compute what the Keras model computes, within the tolerance
+    (trainer/use/export.py); the message names the format and the difference."""
+
+
 # What the disk refused: full, over quota, over the file-size limit, read-only, not permitted.
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -59,6 +64,7 @@ def ending(err: BaseException, *, tracked: bool) -> Ending:
     | ConfigError, RegistryError      | 2    | its message                | stops the sweep, exit 2      |
     | OSError the disk refused        | 1    | could not write ...        | the job fails, sweep goes on |
     | NonFiniteLossError              | 1    | training stopped: ...      | the job fails, sweep goes on |
+    | ExportMismatch                  | 1    | export check failed: ...   | the job fails, sweep goes on |
     | anything else                   | 1    | the traceback              | the job fails, sweep goes on |
 
     FolderInUse: two identical jobs of one parallel sweep, the second refused by the first's
@@ -74,6 +80,9 @@ def ending(err: BaseException, *, tracked: bool) -> Ending:
         # Diverged training is an outcome to read, not a crash to debug: one line, run FAILED.
         recorded = " The MLflow run is recorded FAILED." if tracked else ""
         return Ending(1, f"training stopped: {err}.{recorded}", bad_input=False, sweep_goes_on=True)
+    if isinstance(err, ExportMismatch):
+        recorded = " The MLflow run is recorded FAILED." if tracked else ""
+        return Ending(1, f"export check failed: {err}.{recorded}", bad_input=False, sweep_goes_on=True)
     return Ending(1, None, bad_input=False, sweep_goes_on=True)
 
 

@@ -52,6 +52,7 @@ def train(cfg: DictConfig) -> dict:
             from trainer.loops import callbacks as callbacks_lib
             from trainer.loops import compile as compile_
             from trainer import data as data_lib
+            from trainer.use import export as exporting
 
             runtime.probe_devices()
 
@@ -116,7 +117,7 @@ def train(cfg: DictConfig) -> dict:
 
                 # ==============================================================================
                 # 6. Evaluate and log: test metrics, curves and confusion matrix, the model (and
-                #    its registration when asked), the run folder.
+                #    its registration and exports when asked), the run folder.
                 tracker.log_metrics(test_metrics, step=settings["epochs"])
                 artifacts.log_evaluation(tracker, model, data, history)
                 example = next(iter(data.test.unbatch().batch(4).take(1)))[0].numpy()
@@ -124,6 +125,8 @@ def train(cfg: DictConfig) -> dict:
                 if settings["tracking"]["register_as"]:
                     version = tracker.register_model(settings["tracking"]["register_as"], model_uri)
                     tracker.set_tags({"registered_model": f"{settings['tracking']['register_as']} v{version}"})
+                if settings["export"]["formats"] and chief:  # a failed check fails the run
+                    exporting.export_trained(model, data, settings["export"]["formats"], job.run_dir, tracker)
                 artifacts.log_run_folder(tracker, job.run_dir)
 
             # ==================================================================================

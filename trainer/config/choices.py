@@ -15,6 +15,11 @@ PROGRESS = {"bar": 1, "epoch": 2, "none": 0}
 # data.source -> the module whose open_source(...) reads it (trainer/data/loading.py)
 SOURCES = {"tfds": "trainer.data.tfds_source", "image_folder": "trainer.data.image_folder"}
 VARIANTS = ("functional", "subclassed")  # model.variant (models/registry.py)
+# export formats (`python -m trainer.export format=`, `export.formats=`) -> the format Keras's
+# model.export writes (trainer/use/export.py), and the packages each needs beyond TensorFlow:
+# the `export` extra of pyproject.toml (tests/test_export.py holds the two equal).
+EXPORT_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
+EXPORT_PACKAGES = {"saved_model": (), "onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ()}
 # activation knobs: names keras.activations.get accepts (tests/test_config.py keeps the list honest)
 ACTIVATIONS = (
     "relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "selu", "leaky_relu", "relu6",

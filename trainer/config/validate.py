@@ -22,6 +22,7 @@ from trainer.config import checks, choices, training
 from trainer.run import resume
 from trainer.data import settings as data_settings
 from trainer.errors import ConfigError
+from trainer.use import export_config
 
 # Top-level scalars that belong to the run rather than to the model.
 RUN_KEYS = ("seed", "epochs", "batch_size", "deterministic", "precision", "label_smoothing")
@@ -257,6 +258,7 @@ def validate(cfg: DictConfig) -> dict:
     knobs = model_knobs(cfg)
     _check_tracking(cfg.tracking)
     _check_sweep(cfg.sweep)
+    export_formats = export_config.check("export.formats", cfg.export.formats, empty_ok=True)
     _check_contradictions(cfg)
     if cfg.tracking.enabled:
         _check_writable("tracking.artifact_location", cfg.tracking.artifact_location)
@@ -269,5 +271,6 @@ def validate(cfg: DictConfig) -> dict:
     }
     plain.update({key: cfg[key] for key in RUN_KEYS})
     plain["model"]["knobs"] = knobs
+    plain["export"]["formats"] = export_formats
     resume.check_folder(plain)  # a resume.dir of the user's files, or of another config, is refused here
     return plain

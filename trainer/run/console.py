@@ -34,6 +34,8 @@ def mlflow_defaults() -> None:
     the user did not name. MLFLOW_LOGGING_LEVEL and MLFLOW_DISABLE_TELEMETRY set by the user win."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Its progress bars for artifact downloads too (python -m trainer.export reads a run's config).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @contextlib.contextmanager
@@ -46,6 +48,22 @@ def tensorflow_start_up_quiet():
         yield
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
+    with stderr_without(START_UP):
+        yield
+
+
+# Notes of the LiteRT converter and interpreter on every export (trainer/use/export.py): options
+# TensorFlow's own converter sets and then ignores, and the CPU delegate it always uses.
+LITERT_NOTES = re.compile(
+    r"tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored (output_format|drop_control_dependency)\."
+    r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+)
+
+
+@contextlib.contextmanager
+def stderr_without(lines: re.Pattern):
+    """stderr (the file descriptor, which C++ writes to) goes to a temporary file, and on leaving
+    every line that `lines` does not match is written to the console, in order."""
     sys.stderr.flush()
     console = os.dup(2)
     try:
@@ -58,7 +76,7 @@ def tensorflow_start_up_quiet():
                 os.dup2(console, 2)
                 captured.seek(0)
                 kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                        if not START_UP.search(line)]
+                        if not lines.search(line)]
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
     finally:
