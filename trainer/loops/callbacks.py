@@ -63,6 +63,9 @@ class RaiseLostSignal(keras.callbacks.Callback):
         signals.raise_if_received()
 
 
+BEST_FILE, BEST_RECORD = "best.keras", "best.json"  # in the run folder
+
+
 class BestCheckpoint(keras.callbacks.ModelCheckpoint):
     """`callbacks.checkpoint`: Keras's ModelCheckpoint keeping the best epoch as best.keras, and
     beside it best.json, which says which epoch that is and its logs, so the run can log the file as
@@ -80,9 +83,6 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
             with open(self.record, "w") as f:
                 json.dump({"epoch": epoch, "monitor": self.monitor,
                            "metrics": {k: float(v) for k, v in (logs or {}).items()}}, f)
-
-
-BEST_FILE, BEST_RECORD = "best.keras", "best.json"
 
 
 def verbosity(progress: str) -> int:
