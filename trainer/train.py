@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
         # The TensorFlow boundary: everything below imports TensorFlow, Keras or MLflow.
         with console.tensorflow_start_up_quiet(), _kept_for_good():
             from models import net
-            from trainer.tracking import artifacts, export, provenance, tracker as tracking
+            from trainer.tracking import artifacts, best_model, export, provenance, tracker as tracking
             from trainer.run import distribute, runtime, signals
             from trainer import loops
             from trainer.loops import callbacks as callbacks_lib
@@ -122,6 +122,8 @@ def train(cfg: DictConfig) -> dict:
                 artifacts.log_evaluation(tracker, model, data, history)
                 example = next(iter(data.test.unbatch().batch(4).take(1)))[0].numpy()
                 model_uri = tracker.log_model(model, input_example=example)
+                if settings["callbacks"]["checkpoint"]["enabled"]:  # its best epoch: the LoggedModel "best"
+                    best_model.log_best(tracker, job.run_dir, example)
                 if settings["tracking"]["register_as"]:
                     version = tracker.register_model(settings["tracking"]["register_as"], model_uri)
                     tracker.set_tags({"registered_model": f"{settings['tracking']['register_as']} v{version}"})

@@ -3,6 +3,7 @@ conf/schedule/). Both loops drive this same list through `keras.callbacks.Callba
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -62,6 +63,28 @@ class RaiseLostSignal(keras.callbacks.Callback):
         signals.raise_if_received()
 
 
+BEST_FILE, BEST_RECORD = "best.keras", "best.json"  # in the run folder
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`callbacks.checkpoint`: Keras's ModelCheckpoint keeping the best epoch as best.keras, and
+    beside it best.json, which says which epoch that is and its logs, so the run can log the file as
+    the LoggedModel "best" with the metrics of that very epoch (trainer/tracking/best_model.py)."""
+
+    def __init__(self, run_dir: str, monitor: str):
+        super().__init__(os.path.join(run_dir, BEST_FILE), monitor=monitor, save_best_only=True,
+                         mode="max" if "accuracy" in monitor else "min")
+        self.record = os.path.join(run_dir, BEST_RECORD)
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best is not best:  # improved: the file now holds this epoch
+            with open(self.record, "w") as f:
+                json.dump({"epoch": epoch, "monitor": self.monitor,
+                           "metrics": {k: float(v) for k, v in (logs or {}).items()}}, f)
+
+
 def verbosity(progress: str) -> int:
     return PROGRESS[progress]
 
@@ -88,10 +111,7 @@ def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list,
         ))
     best_model = callbacks["checkpoint"]  # the user's best model so far, kept as best.keras in the run folder
     if best_model["enabled"]:
-        built.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "best.keras"), monitor=best_model["monitor"], save_best_only=True,
-            mode="max" if "accuracy" in best_model["monitor"] else "min",
-        ))
+        built.append(BestCheckpoint(run_dir, best_model["monitor"]))
     return built + list(loggers) + ([snapshot_callback] if snapshot_callback is not None else [])
 
 

@@ -72,9 +72,12 @@ class _PyfuncAndKeras:
         mlflow_model.save(os.path.join(path, "MLmodel"))
 
 
-def log_model(run, model: keras.Model, example_batch) -> str:
+def log_model(run, model: keras.Model, example_batch, *, name: str = "model", tags: dict | None = None,
+              step: int = 0) -> str:
     """Log `model` to `run` (an MLflow Run, as the tracker's client read it) as its LoggedModel
-    "model"; returns the model URI. The LoggedModel takes the run's params, masked as logged.
+    `name` ("model": the trained model; "best": callbacks.checkpoint's best epoch) with `tags`;
+    MLflow links the run's metrics at `step` to it. Returns the model URI. The LoggedModel takes
+    the run's params, masked as logged.
 
     `example_batch` is a few inputs as the model sees them (rescaled); the input example and
     signature are the raw pixels they came from, because that is what `predict` takes.
@@ -86,7 +89,7 @@ def log_model(run, model: keras.Model, example_batch) -> str:
     # Created up front so the model lands in the run's experiment: without an active fluent run,
     # MLflow would file it under the Default experiment. (Entering `mlflow.start_run` instead
     # would mark the run FINISHED on leaving, before training has really ended.)
-    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id, params=run.data.params,
+    logged = mlflow.initialize_logged_model(name=name, source_run_id=run_id, params=run.data.params, tags=tags,
                                             experiment_id=run.info.experiment_id)
     with tempfile.TemporaryDirectory() as tmp:
         keras_file = os.path.join(tmp, "model.keras")
@@ -96,10 +99,11 @@ def log_model(run, model: keras.Model, example_batch) -> str:
             json.dump({"modules": modules, "input_scale": INPUT_SCALE}, f)
         mlflow.models.Model.log(
             artifact_path=None,
-            name="model",
+            name=name,
             flavor=_PyfuncAndKeras,
             run_id=run_id,
             model_id=logged.model_id,
+            step=step,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"keras_model": keras_file, "serving": serving_file},
             code_paths=sorted({_code_path(m) for m in modules}) or None,

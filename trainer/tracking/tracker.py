@@ -261,12 +261,14 @@ class Tracker:
         with secrets.redacted_copy(directory) as copy:
             self.client.log_artifacts(self.run_id, copy, artifact_path)
 
-    def log_model(self, model, input_example) -> str:
-        """Log the trained model as this run's LoggedModel "model" (see trainer/tracking/export.py);
-        `input_example` is a batch as the model sees it. Returns the model URI."""
+    def log_model(self, model, input_example, *, name: str = "model", tags: dict | None = None, step: int = 0) -> str:
+        """Log the trained model as this run's LoggedModel `name` (see trainer/tracking/export.py);
+        `input_example` is a batch as the model sees it. MLflow links the run's metrics at `step` to
+        the model, so the buffered ones are sent first. Returns the model URI."""
         from trainer.tracking import export
 
-        return export.log_model(self.client.get_run(self.run_id), model, input_example)
+        self.flush()
+        return export.log_model(self.client.get_run(self.run_id), model, input_example, name=name, tags=tags, step=step)
 
     def register_model(self, name: str, model_uri: str) -> str:
         """Register the logged model at `model_uri` in the Model Registry as `name`; returns the version."""
