@@ -62,16 +62,31 @@ class RaiseLostSignal(keras.callbacks.Callback):
         signals.raise_if_received()
 
 
+class ReportToTrial(keras.callbacks.Callback):
+    """After each epoch, hand its logs to `report` (an Optuna trial's reporter, trainer/sweeps/pruning.py),
+    and stop training after this epoch when it says the trial is pruned: the run then ends as a
+    finished run, with the epochs it trained."""
+
+    def __init__(self, report) -> None:
+        super().__init__()
+        self.report = report
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.report(epoch, logs or {}):
+            self.model.stop_training = True
+
+
 def verbosity(progress: str) -> int:
     return PROGRESS[progress]
 
 
 def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list,
-          snapshot_callback: keras.callbacks.Callback | None = None) -> list[keras.callbacks.Callback]:
+          snapshot_callback: keras.callbacks.Callback | None = None, report=None) -> list[keras.callbacks.Callback]:
     """The run's callbacks in the order they fire; `loggers` (MLflow) come after anything that
     adds to the epoch's logs, such as ReduceLROnPlateau's learning_rate, and the resume snapshot's
     callback (None: resume is off, or this worker does not write) comes last, so a saved epoch is
-    one every other callback has seen."""
+    one every other callback has seen. `report` (None outside a pruned sweep's trial) gets every
+    epoch's logs and may stop training after that epoch."""
     built: list[keras.callbacks.Callback] = [RaiseLostSignal()]
     if callbacks["terminate_on_nan"]:
         built.append(StopOnNonFiniteLoss())
@@ -92,6 +107,8 @@ def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list,
             os.path.join(run_dir, "best.keras"), monitor=best_model["monitor"], save_best_only=True,
             mode="max" if "accuracy" in best_model["monitor"] else "min",
         ))
+    if report is not None:
+        built.append(ReportToTrial(report))
     return built + list(loggers) + ([snapshot_callback] if snapshot_callback is not None else [])
 
 
