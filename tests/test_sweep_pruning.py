@@ -18,22 +18,24 @@ EPOCHS = 3
 GOOD, BAD = 0.01, 0.000001  # a learning rate that learns digits in an epoch, and one that cannot
 
 
-def _search(journal, n_trials: int, *extra: str) -> list[str]:
+def _search(n_trials: int, *extra: str) -> list[str]:
     # A seeded grid over two learning rates and two widths: its first trial has the good rate (checked
     # below), so every later trial with the bad one falls below the median of the finished trials at
     # epoch 1, the first epoch the pruner judges (n_warmup_steps=1), and is pruned there.
     return ["-m", "hparams_search=optuna", "hydra.sweeper.sampler=grid", f"hydra.sweeper.n_trials={n_trials}",
             f"epochs={EPOCHS}", "callbacks.progress=none", f"optimizer.learning_rate={GOOD},{BAD}",
             "hydra.sweeper.params.width='choice(8,16)'", "hydra.sweeper.params.depth='choice(1)'",
-            "hydra.sweeper.params.batch_size='choice(64)'", "dropout=0.0", f"hydra.sweeper.storage={journal}",
-            "hydra.sweeper.study_name=pruned", "hydra.sweeper.pruner=median",
-            "hydra.sweeper.pruner_args.n_startup_trials=1", "hydra.sweeper.pruner_args.n_warmup_steps=1", *extra]
+            "hydra.sweeper.params.batch_size='choice(64)'", "dropout=0.0", "hydra.sweeper.study_name=pruned",
+            "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_args.n_startup_trials=1",
+            "hydra.sweeper.pruner_args.n_warmup_steps=1", *extra]
 
 
 def _check_pruned_sweep(cli, tmp_path, n_trials: int, judged_from: int, *extra: str) -> None:
     """Run the search; trials from number `judged_from` on start after a trial finished."""
-    journal = tmp_path / "pruned.journal"
-    result = cli(*_search(journal, n_trials, *extra))
+    result = cli(*_search(n_trials, *extra))
+    # Where `extra` names no storage, the study is in the default journal file.
+    journal = next((o.partition("=")[2] for o in extra if o.startswith("hydra.sweeper.storage=")),
+                   tmp_path / "outputs" / "studies" / "pruned.journal")
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="pruned", storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal))))
     trials = study.trials
@@ -69,15 +71,17 @@ def _check_pruned_sweep(cli, tmp_path, n_trials: int, judged_from: int, *extra: 
     # The best is a trial that ran to its last epoch.
     assert parent.data.tags["best_run_id"] in {children[t.number].info.run_id for t in trials if t.state == TrialState.COMPLETE}
 
-    again = cli(*_search(journal, n_trials, *extra))  # a pruned trial is done: nothing runs again
+    again = cli(*_search(n_trials, *extra))  # a pruned trial is done: nothing runs again
     assert again.returncode == 0 and again.stdout.startswith(f"sweep pruned is complete: {n_trials} of {n_trials} trials done")
 
 
 def test_a_trial_that_cannot_learn_is_pruned_with_the_default_launcher(cli, tmp_path):
-    _check_pruned_sweep(cli, tmp_path, 3, 1)
+    # A storage of the user's: each trial's job resolves it from its own config.
+    _check_pruned_sweep(cli, tmp_path, 3, 1, f"hydra.sweeper.storage={tmp_path / 'mine' / 'pruned.journal'}")
 
 
 def test_pruning_works_in_joblib_worker_processes(cli, tmp_path):
     # Two trials at a time, each in a joblib worker: the first two run before any trial finished (the
-    # pruner judges none of them), the next two against them.
+    # pruner judges none of them), the next two against them. The default storage, which the sweeper
+    # names in each trial's Hydra overrides.
     _check_pruned_sweep(cli, tmp_path, 4, 2, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2")

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def settings(sweeper) -> tuple[str, dict]:
     """(pruner name, the parameters set) of a `hydra.sweeper` node."""
-    args = OmegaConf.to_container(sweeper.pruner_args) if sweeper.get("pruner_args") is not None else {}
+    args = OmegaConf.to_container(sweeper.pruner_args)
     return str(sweeper.pruner), {k: v for k, v in args.items() if v is not None}
 
 
@@ -57,11 +57,15 @@ def build(name: str, args: dict):
 
 def trial_overrides(sweeper, storage: str, study_name: str) -> list[str]:
     """Hydra overrides that tell each trial's job where its study is, when its study prunes: the
-    storage and name the sweeper resolved (the config may leave both null). They are Hydra's
-    settings, so the run's name, params and resume checkpoint are the same without them."""
+    study's name (new_study=true makes `<name>-2`, which no config holds) and, when the config
+    leaves it null, the storage (the default journal file). A storage the config names resolves
+    the same in the job, and is not written out again resolved (a database URL may hold a
+    password). They are Hydra's settings, so the run's name, params and resume checkpoint are the
+    same without them."""
     if str(sweeper.pruner) == "none":
         return []
-    return [f"hydra.sweeper.storage={_quoted(storage)}", f"hydra.sweeper.study_name={_quoted(study_name)}"]
+    where = [] if sweeper.storage else [f"hydra.sweeper.storage={_quoted(storage)}"]
+    return [*where, f"hydra.sweeper.study_name={_quoted(study_name)}"]
 
 
 def _quoted(value: str) -> str:
