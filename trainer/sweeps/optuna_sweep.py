@@ -19,9 +19,9 @@ from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
 from trainer.sweeps import pruning
-from trainer.tracking import provenance
 from trainer.sweeps import space as spaces
 from trainer.sweeps import study as studies
+from trainer.tracking import provenance
 
 log = logging.getLogger(__name__)
 RESULTS = "optimization_results.yaml"

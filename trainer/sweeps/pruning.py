@@ -2,9 +2,9 @@
 pruner they make, and, in the process that runs a trial's job, the reporter that sends each epoch's
 `sweep.metric` to the trial and says when the trial is pruned.
 
-A job finds its trial from its own Hydra config: the sweeper names the study's storage and name in
-the Hydra overrides of every trial it launches (`trial_overrides`), and a trial's number is its
-job's number. A pruned job stops training after that epoch, ends its run FINISHED as any run, and
+A job finds its trial from its own Hydra config: the sweeper names the study (and its storage, when
+the config leaves it to the default) in the Hydra overrides of every trial it launches
+(`trial_overrides`), and a trial's number is its job's number. A pruned job stops training after that epoch, ends its run FINISHED as any run, and
 records the epoch in the trial (PRUNED_ATTR); the sweeper, which tells the study how each trial
 ended, tells it PRUNED (optuna_sweep.py). Both launchers work alike: the job may run in the
 sweeper's process or in a joblib worker, on this machine or another one sharing the storage.
