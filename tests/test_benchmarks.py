@@ -67,6 +67,8 @@ def test_every_target_the_issue_sets_is_in_the_results(quick):
     assert targets[("predict", "images per second")] == 0.9
     assert targets[("scaling", "steady-state epoch time per example")] == 0.10  # within 0.90-1.10
     assert targets[("scaling", "memory the data adds vs bytes cached")] == 4  # 1 / data.cache=auto's RAM share
+    assert targets[("pruning", "epochs trained")] == 0.6  # issue 18: at most 0.6 of the epochs,
+    assert targets[("pruning", "best value lost to pruning")] == 0.005  # for a best value within 0.005
     measures = {row["measure"] for s in results["sections"] if s["name"] == "variants" for row in s["rows"]}
     assert {"training step time", "build time", "save time (.keras)", "load time (.keras)", ".keras file size",
             "parameters"} <= measures

@@ -53,6 +53,7 @@ def train(cfg: DictConfig) -> dict:
             from trainer.loops import compile as compile_
             from trainer import data as data_lib
             from trainer.use import export as exporting
+            from trainer.sweeps import pruning
 
             runtime.probe_devices()
 
@@ -102,12 +103,15 @@ def train(cfg: DictConfig) -> dict:
 
                 # ==============================================================================
                 # 5. Run the loop: `fit` or the GradientTape loop, with the same callbacks, from
-                #    the epoch the snapshot had reached.
+                #    the epoch the snapshot had reached (and, for a trial of a sweep that prunes,
+                #    until the epoch its trial is pruned at).
+                reporter = pruning.job_reporter(settings["sweep"]["metric"], settings["epochs"]) if chief else None
                 history, test_metrics = loops.get(loop_cfg["name"]).run(
                     model, data, epochs=settings["epochs"], optimizer=optimizer, strategy=strategy,
                     loss=compile_.build_loss(settings["label_smoothing"]),
                     callbacks=callbacks_lib.build(settings["callbacks"], settings["schedule"], run_dir=job.run_dir,
-                                                  loggers=loggers, snapshot_callback=snapshot_callback),
+                                                  loggers=loggers, snapshot_callback=snapshot_callback,
+                                                  report=reporter),
                     steps_per_execution=loop_cfg["steps_per_execution"],
                     jit_compile=compile_.resolve_jit_compile(loop_cfg["jit_compile"],
                                                              distributed=not distribute.is_default(strategy)),

@@ -429,7 +429,7 @@ def _check_optuna(hydra, master, overrides: list[str]) -> None:
     from trainer.sweeps import study as studies
 
     sweeper = master.hydra.sweeper
-    for name in ("sampler", "seed", "direction", "storage", "study_name", "new_study", "params"):
+    for name in ("sampler", "seed", "direction", "storage", "study_name", "new_study", "pruner", "pruner_args", "params"):
         try:
             sweeper[name]
         except OmegaConfBaseException as err:
@@ -450,6 +450,7 @@ def _check_optuna(hydra, master, overrides: list[str]) -> None:
         bad("hydra.sweeper.new_study", "true or false")
     if sweeper.seed is not None and not is_int(sweeper.seed):
         bad("hydra.sweeper.seed", "null or an integer")
+    _check_pruner(master, overrides)
     params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
     task = OmegaConf.to_container(master.hydra.overrides.task)
     typed = {k: f"hydra.sweeper.params.{k}={v}" for k, v in params.items()}
@@ -505,6 +506,30 @@ def _check_optuna(hydra, master, overrides: list[str]) -> None:
             print(f"sweep {plan.name} is complete: {plan.done} of {wanted} trials done, nothing to run (a larger"
                   " hydra.sweeper.n_trials continues it; hydra.sweeper.new_study=true starts a new study)", flush=True)
             sys.exit(0)
+
+
+def _check_pruner(master, overrides: list[str]) -> None:
+    """hydra.sweeper.pruner and its pruner_args (trainer/sweeps/pruning.py), and a sweep.metric that
+    every epoch reports, which is what a trial's job reports to its pruner."""
+    from trainer.sweeps import pruning
+
+    name, args = pruning.settings(master.hydra.sweeper)
+    found = pruning.problem(name, args)
+    if found:
+        key, expected = found
+        fail(f"{key} must be {expected}. Received: {_received(key, OmegaConf.select(master, key), overrides)}")
+    if name == "none":
+        return
+    per_epoch = [m for m in metric_names.reported(str(master.schedule.name)) if not m.startswith("test_")]
+    if master.sweep.metric not in per_epoch:
+        fail(f"sweep.metric must be a metric of every epoch with hydra.sweeper.pruner={name} (each trial reports it"
+             f" after each epoch): {', '.join(per_epoch)}. Received: {_received('sweep.metric', master.sweep.metric, overrides)}")
+    try:
+        pruning.build(name, args)
+    except ValueError as err:  # a combination Optuna refuses, in its own words
+        received = ", ".join(_received(f"hydra.sweeper.pruner_args.{k}", v, overrides) for k, v in args.items())
+        fail(f"hydra.sweeper.pruner_args must make a {name} pruner ({shorten(' '.join(str(err).split()))})."
+             f" Received: {received}")
 
 
 def _check_storage(master, overrides: list[str]) -> None:

@@ -85,16 +85,31 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
                            "metrics": {k: float(v) for k, v in (logs or {}).items()}}, f)
 
 
+class ReportToTrial(keras.callbacks.Callback):
+    """After each epoch, hand its logs to `report` (an Optuna trial's reporter, trainer/sweeps/pruning.py),
+    and stop training after this epoch when it says the trial is pruned: the run then ends as a
+    finished run, with the epochs it trained."""
+
+    def __init__(self, report) -> None:
+        super().__init__()
+        self.report = report
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.report(epoch, logs or {}):
+            self.model.stop_training = True
+
+
 def verbosity(progress: str) -> int:
     return PROGRESS[progress]
 
 
 def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list,
-          snapshot_callback: keras.callbacks.Callback | None = None) -> list[keras.callbacks.Callback]:
+          snapshot_callback: keras.callbacks.Callback | None = None, report=None) -> list[keras.callbacks.Callback]:
     """The run's callbacks in the order they fire; `loggers` (MLflow) come after anything that
     adds to the epoch's logs, such as ReduceLROnPlateau's learning_rate, and the resume snapshot's
     callback (None: resume is off, or this worker does not write) comes last, so a saved epoch is
-    one every other callback has seen."""
+    one every other callback has seen. `report` (None outside a pruned sweep's trial) gets every
+    epoch's logs and may stop training after that epoch."""
     built: list[keras.callbacks.Callback] = [RaiseLostSignal()]
     if callbacks["terminate_on_nan"]:
         built.append(StopOnNonFiniteLoss())
@@ -112,6 +127,8 @@ def build(callbacks: dict, schedule: dict, *, run_dir: str, loggers: list,
     best_model = callbacks["checkpoint"]  # the user's best model so far, kept as best.keras in the run folder
     if best_model["enabled"]:
         built.append(BestCheckpoint(run_dir, best_model["monitor"]))
+    if report is not None:
+        built.append(ReportToTrial(report))
     return built + list(loggers) + ([snapshot_callback] if snapshot_callback is not None else [])
 
 

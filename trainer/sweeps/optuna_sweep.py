@@ -18,8 +18,10 @@ import os
 from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
+from trainer.sweeps import pruning
 from trainer.sweeps import space as spaces
 from trainer.sweeps import study as studies
+from trainer.tracking import provenance
 
 log = logging.getLogger(__name__)
 RESULTS = "optimization_results.yaml"
@@ -70,13 +72,14 @@ def run(config, launcher) -> None:
     else:
         print(f"sweep {plan.name}: a new study of {n_trials} trials, stored in {plan.storage}", flush=True)
     me = studies.owner()
+    extra = pruning.trial_overrides(sweeper, plan.storage, study.study_name)
     for trial in stale:
         recorded = trial.user_attrs.get(studies.OVERRIDES_ATTR)
         if recorded is None:  # killed between asking and recording the trial: it never started
             study.tell(trial.number, state=TrialState.FAIL)
             continue
         study._storage.set_trial_user_attr(trial._trial_id, studies.OWNER_ATTR, me)
-        _launch_and_tell(study, launcher, [(trial.number, json.loads(recorded))])
+        _launch_and_tell(config, study, launcher, [(trial.number, json.loads(recorded))], extra)
     while True:
         counts = studies.counts(study)
         to_go = n_trials - counts["done"] - counts["running"]
@@ -89,7 +92,7 @@ def run(config, launcher) -> None:
             trial.set_user_attr(studies.OWNER_ATTR, me)
             trial.set_user_attr(studies.OVERRIDES_ATTR, json.dumps(overrides))
             jobs.append((trial.number, overrides))
-        _launch_and_tell(study, launcher, jobs)
+        _launch_and_tell(config, study, launcher, jobs, extra)
     _save_results(config, study)
 
 
@@ -101,9 +104,10 @@ def _too_many_failures(counts: dict, rate: float) -> bool:
     return True
 
 
-def _launch_and_tell(study, launcher, jobs: list[tuple[int, list[str]]]) -> None:
-    """Launch the jobs (trial number, overrides) and tell the study each one's value; consecutive
-    trial numbers go to the launcher together (hydra/launcher=joblib runs them at once)."""
+def _launch_and_tell(config, study, launcher, jobs: list[tuple[int, list[str]]], extra: list[str]) -> None:
+    """Launch the jobs (trial number, overrides; `extra` Hydra overrides for every one) and tell the
+    study how each one ended; consecutive trial numbers go to the launcher together
+    (hydra/launcher=joblib runs them at once)."""
     groups: list[list[tuple[int, list[str]]]] = []
     for job in sorted(jobs):
         if groups and groups[-1][-1][0] + 1 == job[0]:
@@ -111,29 +115,41 @@ def _launch_and_tell(study, launcher, jobs: list[tuple[int, list[str]]]) -> None
         else:
             groups.append([job])
     for group in groups:
-        returns = launcher.launch([overrides for _, overrides in group], initial_job_idx=group[0][0])
+        returns = launcher.launch([overrides + extra for _, overrides in group], initial_job_idx=group[0][0])
         for (number, _), ret in zip(group, returns):
             value = ret._return_value if ret.status == JobStatus.COMPLETED else None
             try:
                 value = float(value)
             except (TypeError, ValueError):
                 value = math.nan
-            _tell(study, number, value)
+            state = _tell(study, number, value)
+            if config.tracking.enabled and os.environ.get(provenance.PARENT_RUN_ENV):
+                from trainer.tracking import sweep
+
+                sweep.tag_trial_state(config.tracking.uri, os.environ[provenance.PARENT_RUN_ENV], number,
+                                      "FAILED" if state == "FAIL" else state)
 
 
-def _tell(study, number: int, value: float) -> None:
+def _tell(study, number: int, value: float) -> str:
+    """Tell the study how trial `number` ended: PRUNED when its job says it was pruned (its value is
+    then the last one it reported), else COMPLETE with a finite value, else FAIL; the state's name."""
     from optuna.trial import TrialState
 
+    if math.isfinite(value) and pruning.was_pruned(study, number):
+        state = TrialState.PRUNED
+    else:
+        state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL
     try:
-        if math.isfinite(value):
+        if state == TrialState.COMPLETE:
             study.tell(number, value)
         else:
-            study.tell(number, state=TrialState.FAIL)
+            study.tell(number, state=state)
     except RuntimeError as err:
         # The grid sampler stops its study once every point was asked, which ask-and-tell has no
         # loop to stop; the trial's state is stored before that (optuna/study/_tell.py).
         if "Study.stop" not in str(err):
             raise
+    return state.name
 
 
 def _save_results(config, study) -> None:

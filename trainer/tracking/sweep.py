@@ -303,6 +303,22 @@ def _sigterm_to_interrupt(signum, frame):
     raise signals.Terminated(f"received signal {signal.Signals(signum).name}")
 
 
+TRIAL_STATE_TAG = "sweep.trial_state"  # an Optuna trial's run: COMPLETE, PRUNED or FAILED, as its study says
+
+
+def tag_trial_state(uri: str, parent_run_id: str, job: int, state: str) -> None:
+    """Tag the run of trial `job` with how its study recorded it (none for a trial that failed before
+    its run existed), so the MLflow UI filters pruned trials: `tags.`sweep.trial_state` = 'PRUNED'`."""
+    from mlflow.entities import RunTag
+
+    client = _MaskedClient(uri)
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+                              f" and tags.`sweep.job` = '{job}'", order_by=["attributes.start_time DESC"], max_results=1)
+    if runs:
+        store.with_lock_retries(client.log_batch, runs[0].info.run_id, tags=[RunTag(TRIAL_STATE_TAG, state)])
+
+
 def _children(client, parent_run_id: str) -> list[dict]:
     """The sweep's jobs, one per job number: a job run again by a resumed sweep without its own
     resume (resume.enabled=false) has a newer run, which stands for it."""
@@ -322,6 +338,7 @@ def _children(client, parent_run_id: str) -> list[dict]:
             "job": int(tags.get("sweep.job", -1)),
             "name": run.info.run_name,
             "status": run.info.status,
+            "trial_state": tags.get(TRIAL_STATE_TAG),
             "run_id": run.info.run_id,
             "metrics": run.data.metrics,
         })
@@ -329,22 +346,27 @@ def _children(client, parent_run_id: str) -> list[dict]:
 
 
 def summarize(jobs: list[dict], metric: str, direction: str) -> dict:
-    """Best job by `metric` among finished jobs with a finite value, and a table of every job."""
+    """Best job by `metric` among finished jobs with a finite value, and a table of every job. A
+    pruned trial (a finished run that stopped early) is counted and listed, not ranked: its value is
+    of an earlier epoch than the others'."""
     def value(job):
         v = job["metrics"].get(metric)
         return v if job["status"] == "FINISHED" and v is not None and math.isfinite(v) else None
 
-    ranked = [j for j in jobs if value(j) is not None]
+    pruned = sum(j.get("trial_state") == "PRUNED" for j in jobs)
+    ranked = [j for j in jobs if value(j) is not None and j.get("trial_state") != "PRUNED"]
     best = (max if direction == "maximize" else min)(ranked, key=value) if ranked else None
-    rows = [{"job": j["job"], "overrides": j["name"], "status": j["status"],
+    rows = [{"job": j["job"], "overrides": j["name"], "status": "PRUNED" if j.get("trial_state") == "PRUNED" else j["status"],
              metric: "" if value(j) is None else f"{value(j):.6g}", "run_id": j["run_id"]} for j in jobs]
     failed = sum(j["status"] != "FINISHED" for j in jobs)
-    lines = [f"\nsweep: {len(jobs)} jobs, {len(jobs) - failed} finished, {failed} failed"]
+    trials = any(j.get("trial_state") for j in jobs)  # an Optuna sweep: say how many were pruned, even none
+    lines = [f"\nsweep: {len(jobs)} jobs, {len(jobs) - failed} finished{f' ({pruned} pruned)' if trials else ''},"
+             f" {failed} failed"]
     if best is not None:
         lines.append(f"  best {metric}={value(best):.4f} ({direction}): {best['name']}  run {best['run_id']}")
     lines += [f"  #{r['job']:<3} {r['status']:<9} {metric}={r[metric] or '-':<10} {r['overrides']}" for r in rows]
     return {"best": best, "best_value": None if best is None else value(best), "rows": rows,
-            "failed": failed, "text": "\n".join(lines)}
+            "failed": failed, "pruned": pruned, "text": "\n".join(lines)}
 
 
 def _table(rows: list[dict], columns: list[str]) -> tuple[str, str]:
@@ -364,9 +386,12 @@ def _log_summary(client, run_id: str, summary: dict, metric: str, sweep_dir: str
     columns = ["job", "overrides", "status", metric, "run_id"]
     markdown, table_csv = _table(summary["rows"], columns)
     best = summary["best"]
-    header = ["# Sweep summary\n", f"jobs: {len(summary['rows'])}, failed: {summary['failed']}\n"]
-    tags = [RunTag("sweep.jobs", str(len(summary["rows"]))), RunTag("sweep.failed_jobs", str(summary["failed"]))]
-    metrics = [Metric("sweep_jobs", len(summary["rows"]), 0, 0), Metric("sweep_failed_jobs", summary["failed"], 0, 0)]
+    header = ["# Sweep summary\n", f"jobs: {len(summary['rows'])}, failed: {summary['failed']},"
+              f" pruned: {summary['pruned']}\n"]
+    tags = [RunTag("sweep.jobs", str(len(summary["rows"]))), RunTag("sweep.failed_jobs", str(summary["failed"])),
+            RunTag("sweep.pruned_jobs", str(summary["pruned"]))]
+    metrics = [Metric("sweep_jobs", len(summary["rows"]), 0, 0), Metric("sweep_failed_jobs", summary["failed"], 0, 0),
+               Metric("sweep_pruned_jobs", summary["pruned"], 0, 0)]
     if best is not None:
         header.append(f"best {metric}: {summary['best_value']:.6g} (run {best['run_id']})\n")
         header.append(f"best overrides: {best['name']}\n")
