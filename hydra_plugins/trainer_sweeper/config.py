@@ -20,6 +20,7 @@ class OptunaSweeperConf:
     n_trials: int = 20              # trials of the whole study, over every run of the command
     n_jobs: int = 1                 # trials handed to the launcher at once
     max_failure_rate: float = 0.0   # the study stops once more than this share of its trials failed
+    repeats: int = 1                # seeds each sampled configuration trains with; the study gets their mean
     params: Optional[Dict[str, str]] = None  # the search space, in Hydra's override grammar
 
 

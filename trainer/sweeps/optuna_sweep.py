@@ -2,7 +2,8 @@
 trial, in the study that persists across runs of the command (trainer/sweeps/study.py).
 
 A trial's job number is its trial number, so its folder (<sweep dir>/<number>) and its MLflow
-run's `sweep.job` tag name the trial. Each trial records the overrides it ran and the process that
+run's `sweep.job` tag name the trial; with `hydra.sweeper.repeats=K` a trial is K jobs, one per
+seed (trainer/sweeps/replicates.py). Each trial records the overrides it ran and the process that
 runs it; a rerun of the command runs a trial whose process is gone again, as the same trial with
 the same overrides, so the run's own resume (trainer/run/resume.py) continues it from its
 checkpoint in the same MLflow run. `n_trials` counts every trial of the study.
@@ -15,9 +16,9 @@ import logging
 import math
 import os
 
-from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
+from trainer.sweeps import grid_sweep, replicates
 from trainer.sweeps import space as spaces
 from trainer.sweeps import study as studies
 
@@ -76,7 +77,9 @@ def run(config, launcher) -> None:
             study.tell(trial.number, state=TrialState.FAIL)
             continue
         study._storage.set_trial_user_attr(trial._trial_id, studies.OWNER_ATTR, me)
-        _launch_and_tell(study, launcher, [(trial.number, json.loads(recorded))])
+        # Replicates of the trial that finished before the interruption are not trained again.
+        _launch_and_tell(study, grid_sweep.SkipFinished(launcher, config, announce=False), config,
+                         [(trial.number, json.loads(recorded))])
     while True:
         counts = studies.counts(study)
         to_go = n_trials - counts["done"] - counts["running"]
@@ -89,7 +92,7 @@ def run(config, launcher) -> None:
             trial.set_user_attr(studies.OWNER_ATTR, me)
             trial.set_user_attr(studies.OVERRIDES_ATTR, json.dumps(overrides))
             jobs.append((trial.number, overrides))
-        _launch_and_tell(study, launcher, jobs)
+        _launch_and_tell(study, launcher, config, jobs)
     _save_results(config, study)
 
 
@@ -101,24 +104,17 @@ def _too_many_failures(counts: dict, rate: float) -> bool:
     return True
 
 
-def _launch_and_tell(study, launcher, jobs: list[tuple[int, list[str]]]) -> None:
-    """Launch the jobs (trial number, overrides) and tell the study each one's value; consecutive
-    trial numbers go to the launcher together (hydra/launcher=joblib runs them at once)."""
-    groups: list[list[tuple[int, list[str]]]] = []
-    for job in sorted(jobs):
-        if groups and groups[-1][-1][0] + 1 == job[0]:
-            groups[-1].append(job)
-        else:
-            groups.append([job])
-    for group in groups:
-        returns = launcher.launch([overrides for _, overrides in group], initial_job_idx=group[0][0])
-        for (number, _), ret in zip(group, returns):
-            value = ret._return_value if ret.status == JobStatus.COMPLETED else None
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                value = math.nan
-            _tell(study, number, value)
+def _launch_and_tell(study, launcher, config, jobs: list[tuple[int, list[str]]]) -> None:
+    """Launch the trials (trial number, overrides), each as its seed replicates
+    (trainer/sweeps/replicates.py), and tell the study each trial's value."""
+    repeats = int(config.hydra.sweeper.repeats)
+    launched = replicates.launch(launcher, jobs, repeats=repeats, default_seed=config.seed)
+    for number, values in launched.items():
+        if repeats > 1:  # each seed's value, for the study's dashboard
+            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            study._storage.set_trial_user_attr(trial_id, studies.REPLICATES_ATTR,
+                                               [v if math.isfinite(v) else None for v in values])
+        _tell(study, number, replicates.trial_value(values))
 
 
 def _tell(study, number: int, value: float) -> None:
