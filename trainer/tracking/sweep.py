@@ -177,7 +177,7 @@ class MlflowSweep(Callback):
         histories = {j["run_id"]: [(m.step, m.value) for m in client.get_metric_history(j["run_id"], metric)]
                      for j in jobs if j["status"] == "FINISHED"}
         summary = sweep_summary.summarize(jobs, metric, direction, histories)
-        sweep_summary.log(client, self.parent_run_id, summary, sweep_dir)
+        sweep_summary.log_summary(client, self.parent_run_id, summary, sweep_dir)
         if sweeper_kind(config) == "optuna":
             from trainer.sweeps import optuna_sweep
 

@@ -126,7 +126,7 @@ def _markdown(table: list[dict], columns: list[str]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in table]) + "\n"
 
 
-def log(client, run_id: str, summary: dict, sweep_dir: str) -> None:
+def log_summary(client, run_id: str, summary: dict, sweep_dir: str) -> None:
     """Write the summary on the parent run: metrics and tags, `sweep_summary.md`, `jobs.csv`, the
     MLflow tables `jobs.json` (and `configurations.json`), and the Optuna sweeper's results file."""
     from mlflow.entities import Metric, RunTag
@@ -181,25 +181,34 @@ def table_json(table: list[dict]) -> str:
     return json.dumps({"columns": columns, "data": [[r[c] for c in columns] for r in table]})
 
 
-# Optuna's own matplotlib plots of the study, under PLOTS_DIR/ on the parent run.
-_PLOTS = {"optimization_history": "plot_optimization_history", "parallel_coordinate": "plot_parallel_coordinate",
-          "param_importances": "plot_param_importances"}
+# Optuna's own matplotlib plots of the study, under PLOTS_DIR/ on the parent run, with the finished
+# trials each needs to say anything: Optuna draws an empty frame with fewer, and importances
+# compare trials with each other.
+_PLOTS = {"optimization_history": ("plot_optimization_history", 1),
+          "parallel_coordinate": ("plot_parallel_coordinate", 1),
+          "param_importances": ("plot_param_importances", 2)}
 
 
 def log_study_plots(client, run_id: str, study) -> list[str]:
-    """Draw the study's plots and log those that could be drawn; a plot that cannot be (importances
-    need two finished trials) is skipped with one log line and never fails the sweep. The names logged."""
+    """Draw the study's plots and log those that could be drawn; a plot that cannot be (too few
+    finished trials, or Optuna fails on it) is skipped with one log line and never fails the sweep.
+    The names logged."""
     import matplotlib
 
     matplotlib.use("Agg")  # the sweep's main process has no display
     import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
     from optuna.visualization import matplotlib as optuna_plots
 
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     drawn = []
     with tempfile.TemporaryDirectory(prefix="trainer-study-plots-") as tmp:
         folder = os.path.join(tmp, PLOTS_DIR)
         os.makedirs(folder)
-        for name, function in _PLOTS.items():
+        for name, (function, needs) in _PLOTS.items():
+            if completed < needs:
+                log.info("study plot %s skipped: it needs %d finished trials, the study has %d", name, needs, completed)
+                continue
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for its matplotlib plots
