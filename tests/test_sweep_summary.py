@@ -107,7 +107,7 @@ def test_the_summary_counts_pruned_runs_finds_the_best_epoch_and_rewrites_its_ta
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment("trainer")
+    experiment = client.create_experiment("trainer", artifact_location=(tmp_path / "artifacts").as_uri())
     parent = client.create_run(experiment, tags={"sweep.role": "parent"}).info.run_id
 
     def child(job: int, history: list[float], status: str, **tags) -> str:
@@ -182,3 +182,48 @@ def test_optuna_dashboard_serves_a_finished_study_over_http(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_resumed_trial_trains_only_its_replicates_that_did_not_finish(make_cfg, tmp_path, monkeypatch):
+    """The Optuna sweeper's own code on a real study and a real MLflow store, with a launcher that
+    records what it is given instead of training (the CLI resume is tests/test_sweep_resume.py):
+    trial 0 of a repeats=2 study was killed after its first replicate (job 0) finished."""
+    import os
+    import socket
+
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from trainer.sweeps import optuna_sweep, replicates
+    from trainer.sweeps import space as spaces
+    from trainer.sweeps import study as studies
+    from trainer.tracking import provenance
+
+    cfg = make_cfg("hparams_search=optuna", "hydra.sweeper.repeats=2", "hydra.sweeper.n_trials=1", "seed=7",
+                   f"hydra.sweeper.storage={tmp_path / 'study.journal'}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    study = optuna_sweep.prepare(cfg)[1]
+    space, fixed = studies.search(cfg)
+    trial = study.ask({k: spaces.distribution(d) for k, d in space.items()})
+    overrides = [f"{k}={v}" for k, v in trial.params.items()] + [f"{k}={v}" for k, v in fixed.items()]
+    trial.set_user_attr(studies.OVERRIDES_ATTR, json.dumps(overrides))
+    trial.set_user_attr(studies.OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}:1.00")  # a process that is gone
+
+    client = MlflowClient(cfg.tracking.uri)
+    experiment = client.create_experiment("trainer", artifact_location=(tmp_path / "artifacts").as_uri())
+    parent = client.create_run(experiment, tags={"sweep.role": "parent"}).info.run_id
+    done = client.create_run(experiment, tags={"mlflow.parentRunId": parent, "sweep.job": "0"}).info.run_id
+    client.log_metric(done, "val_accuracy", 0.5)
+    client.set_terminated(done)
+    monkeypatch.setenv(provenance.PARENT_RUN_ENV, parent)
+
+    launched = []
+
+    class Recorder:
+        def launch(self, job_overrides, initial_job_idx):
+            launched.extend(enumerate(job_overrides, initial_job_idx))
+            return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=0.7) for o in job_overrides]
+
+    optuna_sweep.run(cfg, Recorder())
+    assert launched == [(1, replicates.replicate_overrides(overrides, 2, 7)[1])]
+    assert launched[0][1][-1] == "seed=8"
+    (told,) = study.get_trials()
+    assert told.value == pytest.approx(0.6) and told.user_attrs["sweep.replicate_values"] == pytest.approx([0.5, 0.7])
