@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import json
 import logging
 import os
 import signal
@@ -319,8 +320,6 @@ class _MaskedClient:
         writes, and the run's tag that lists it as a table for the UI. Written here rather than by
         log_table, which appends to a file the run already has: a continued sweep's summary covers
         every job again and would list each twice."""
-        import json
-
         from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
         with tempfile.TemporaryDirectory(prefix="trainer-table-") as tmp:
