@@ -63,7 +63,7 @@ def test_grid_sweep_is_a_parent_with_tagged_children_and_survives_a_failing_job(
     assert parent.data.metrics["best_val_accuracy"] == ok.data.metrics["val_accuracy"]
     assert parent.data.metrics["sweep_failed_jobs"] == 1
     table = Path(client.download_artifacts(parent.info.run_id, "jobs.csv")).read_text().splitlines()
-    assert table[0] == "job,overrides,status,val_accuracy,run_id" and len(table) == 3
+    assert table[0] == "job,overrides,status,val_accuracy,best_val_accuracy,best_epoch,run_id" and len(table) == 3
     assert "best overrides: depth=1" in Path(client.download_artifacts(parent.info.run_id, "sweep_summary.md")).read_text()
 
 

@@ -84,7 +84,7 @@ def train(cfg: DictConfig) -> dict:
         tags = provenance.run_tags(model=model_cfg["name"], variant=model_cfg["variant"], loop=loop_cfg["name"],
                                    dataset=data.name)
         tags.update(data_lib.run_tags(data))
-        tags.update(provenance.sweep_tags(job.num))
+        tags.update(provenance.sweep_tags(job.num, job.overrides))
         run_name = provenance.run_name(model=model_cfg["name"], dataset=data.name, loop=loop_cfg["name"],
                                        overrides=job.overrides, job_num=job.num)
         loggers = [tracking.EpochLogger(tracker, examples_per_epoch=next(iter(data.split_sizes.values()), None))]

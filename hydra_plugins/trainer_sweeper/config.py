@@ -41,6 +41,7 @@ class OptunaSweeperConf:
     max_failure_rate: float = 0.0   # the study stops once more than this share of its trials failed
     pruner: str = "none"            # none | median | hyperband | successive_halving (docs/sweeps.md#pruning)
     pruner_args: PrunerArgs = field(default_factory=PrunerArgs)  # its parameters; null: Optuna's default
+    repeats: int = 1                # seeds each sampled configuration trains with; the study gets their mean
     params: Optional[Dict[str, str]] = None  # the search space, in Hydra's override grammar
 
 

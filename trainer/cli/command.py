@@ -403,7 +403,7 @@ def _check_sweep_settings(master, overrides: list[str]) -> None:
     def bad(key, expected):
         fail(f"{key} must be {expected}. Received: {_received(key, OmegaConf.select(master, key), overrides)}")
 
-    for key in ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs"):
+    for key in ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.repeats"):
         if key.rsplit(".", 1)[1] in sweeper:
             value = OmegaConf.select(master, key)
             if not is_int(value) or value < 1:

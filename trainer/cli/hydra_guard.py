@@ -36,7 +36,7 @@ HYDRA_KEYS = (
     "hydra.sweeper.max_batch_size", "hydra.sweeper.params.**",
     "hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.direction", "hydra.sweeper.study_name",
     "hydra.sweeper.storage", "hydra.sweeper.max_failure_rate", "hydra.sweeper.sampler", "hydra.sweeper.seed",
-    "hydra.sweeper.new_study", "hydra.sweeper.pruner", "hydra.sweeper.pruner_args.*",
+    "hydra.sweeper.new_study", "hydra.sweeper.pruner", "hydra.sweeper.repeats", "hydra.sweeper.pruner_args.*",
 )
 
 # Keys whose value names code: anywhere in a config, and in the logging configs.

@@ -21,11 +21,13 @@ from trainer.tracking import provenance
 
 
 class SkipFinished:
-    """The sweep's launcher, launching only the jobs not finished in the sweep being resumed."""
+    """The sweep's launcher, launching only the jobs not finished in the sweep being resumed (an
+    Optuna sweep's too, for the replicates of an interrupted trial: `announce=False`, it says itself)."""
 
-    def __init__(self, launcher, config) -> None:
+    def __init__(self, launcher, config, announce: bool = True) -> None:
         self.launcher = launcher
         self.config = config
+        self.announce = announce
         self.done: dict[int, float | None] | None = None
 
     def _finished(self) -> dict[int, float | None]:
@@ -36,7 +38,7 @@ class SkipFinished:
                 from trainer.tracking import sweep
 
                 self.done = sweep.finished_jobs(self.config.tracking.uri, parent, str(self.config.sweep.metric))
-            if self.done:
+            if self.done and self.announce:
                 print(f"resuming sweep {os.environ.get(provenance.SWEEP_ENV)}: {len(self.done)} of {_job_count(self.config)}"
                       " jobs done", flush=True)
         return self.done

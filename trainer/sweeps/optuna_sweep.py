@@ -2,7 +2,8 @@
 trial, in the study that persists across runs of the command (trainer/sweeps/study.py).
 
 A trial's job number is its trial number, so its folder (<sweep dir>/<number>) and its MLflow
-run's `sweep.job` tag name the trial. Each trial records the overrides it ran and the process that
+run's `sweep.job` tag name the trial; with `hydra.sweeper.repeats=K` a trial is K jobs, one per
+seed (trainer/sweeps/replicates.py). Each trial records the overrides it ran and the process that
 runs it; a rerun of the command runs a trial whose process is gone again, as the same trial with
 the same overrides, so the run's own resume (trainer/run/resume.py) continues it from its
 checkpoint in the same MLflow run. `n_trials` counts every trial of the study.
@@ -15,10 +16,9 @@ import logging
 import math
 import os
 
-from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
-from trainer.sweeps import pruning
+from trainer.sweeps import grid_sweep, pruning, replicates
 from trainer.sweeps import space as spaces
 from trainer.sweeps import study as studies
 from trainer.tracking import provenance
@@ -79,7 +79,9 @@ def run(config, launcher) -> None:
             study.tell(trial.number, state=TrialState.FAIL)
             continue
         study._storage.set_trial_user_attr(trial._trial_id, studies.OWNER_ATTR, me)
-        _launch_and_tell(config, study, launcher, [(trial.number, json.loads(recorded))], extra)
+        # Replicates of the trial that finished before the interruption are not trained again.
+        _launch_and_tell(config, study, grid_sweep.SkipFinished(launcher, config, announce=False),
+                         [(trial.number, json.loads(recorded))], extra)
     while True:
         counts = studies.counts(study)
         to_go = n_trials - counts["done"] - counts["running"]
@@ -105,28 +107,23 @@ def _too_many_failures(counts: dict, rate: float) -> bool:
 
 
 def _launch_and_tell(config, study, launcher, jobs: list[tuple[int, list[str]]], extra: list[str]) -> None:
-    """Launch the jobs (trial number, overrides; `extra` Hydra overrides for every one) and tell the
-    study how each one ended; consecutive trial numbers go to the launcher together
-    (hydra/launcher=joblib runs them at once)."""
-    groups: list[list[tuple[int, list[str]]]] = []
-    for job in sorted(jobs):
-        if groups and groups[-1][-1][0] + 1 == job[0]:
-            groups[-1].append(job)
-        else:
-            groups.append([job])
-    for group in groups:
-        returns = launcher.launch([overrides + extra for _, overrides in group], initial_job_idx=group[0][0])
-        for (number, _), ret in zip(group, returns):
-            value = ret._return_value if ret.status == JobStatus.COMPLETED else None
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                value = math.nan
-            state = _tell(study, number, value)
-            if config.tracking.enabled and os.environ.get(provenance.PARENT_RUN_ENV):
-                from trainer.tracking import sweep
+    """Launch the trials (trial number, overrides; `extra` Hydra overrides for every job), each as its
+    seed replicates (trainer/sweeps/replicates.py), tell the study how each one ended, and tag the
+    trial's runs with that state."""
+    repeats = int(config.hydra.sweeper.repeats)
+    launched = replicates.launch(launcher, [(n, overrides + extra) for n, overrides in jobs], repeats=repeats,
+                                 default_seed=config.seed)
+    for number, values in launched.items():
+        if repeats > 1:  # each seed's value, for the study's dashboard
+            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            study._storage.set_trial_user_attr(trial_id, studies.REPLICATES_ATTR,
+                                               [v if math.isfinite(v) else None for v in values])
+        state = _tell(study, number, replicates.trial_value(values))
+        if config.tracking.enabled and os.environ.get(provenance.PARENT_RUN_ENV):
+            from trainer.tracking import sweep
 
-                sweep.tag_trial_state(config.tracking.uri, os.environ[provenance.PARENT_RUN_ENV], number,
+            for job in range(number * repeats, (number + 1) * repeats):
+                sweep.tag_trial_state(config.tracking.uri, os.environ[provenance.PARENT_RUN_ENV], job,
                                       "FAILED" if state == "FAIL" else state)
 
 

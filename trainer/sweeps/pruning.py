@@ -4,7 +4,7 @@ pruner they make, and, in the process that runs a trial's job, the reporter that
 
 A job finds its trial from its own Hydra config: the sweeper names the study (and its storage, when
 the config leaves it to the default) in the Hydra overrides of every trial it launches
-(`trial_overrides`), and a trial's number is its job's number. A pruned job stops training after that epoch, ends its run FINISHED as any run, and
+(`trial_overrides`), and a trial's number is its job's number (over `repeats`, replicates.py). A pruned job stops training after that epoch, ends its run FINISHED as any run, and
 records the epoch in the trial (PRUNED_ATTR); the sweeper, which tells the study how each trial
 ended, tells it PRUNED (optuna_sweep.py). Both launchers work alike: the job may run in the
 sweeper's process or in a joblib worker, on this machine or another one sharing the storage.
@@ -123,5 +123,8 @@ def job_reporter(metric: str, epochs: int) -> Reporter | None:
     name, args = settings(sweeper)
     study = optuna.load_study(study_name=str(sweeper.study_name), storage=studies.open_storage(str(sweeper.storage)),
                               pruner=build(name, args))
-    trial = optuna.trial.Trial(study, _trial_id(study, int(hydra.job.num)))
+    # A trial's K seed replicates are jobs n*K .. n*K+K-1 (replicates.py); they report to one trial,
+    # the first to finish an epoch reporting it (Optuna keeps one value per step), and all stop once it is pruned.
+    number = int(hydra.job.num) // int(sweeper.get("repeats") or 1)
+    trial = optuna.trial.Trial(study, _trial_id(study, number))
     return Reporter(trial, metric, name, epochs)

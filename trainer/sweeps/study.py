@@ -34,7 +34,7 @@ SAMPLERS = ("tpe", "random", "cmaes", "grid")
 _NOT_THE_SEARCH = ("paths.", "resume.", "tracking.", "callbacks.progress", "data.data_dir", "hydra.")
 # Attributes of the study and of its trials (Optuna user attrs).
 SPACE_ATTR, OBJECTIVE_ATTR, PARENT_ATTR = "sweep.space", "sweep.objective", "sweep.parent_run_id"
-OWNER_ATTR, OVERRIDES_ATTR = "sweep.owner", "sweep.overrides"
+OWNER_ATTR, OVERRIDES_ATTR, REPLICATES_ATTR = "sweep.owner", "sweep.overrides", "sweep.replicate_values"
 
 
 class StudyError(ValueError):
@@ -64,7 +64,11 @@ def search(config) -> tuple[dict[str, dict], dict[str, str]]:
 
 
 def objective(config) -> str:
-    return f"{config.sweep.metric} {config.hydra.sweeper.direction}"
+    """What a trial's value is. Seed replicates change it (a mean over seeds, and job numbers that
+    count replicates), so a study keeps one `repeats`."""
+    goal = f"{config.sweep.metric} {config.hydra.sweeper.direction}"
+    repeats = int(config.hydra.sweeper.get("repeats") or 1)
+    return goal if repeats == 1 else f"{goal}, mean of {repeats} seeds"
 
 
 def storage_url(config, base: str) -> str:

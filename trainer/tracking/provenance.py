@@ -21,6 +21,8 @@ PARENT_RUN_ENV = "TRAINER_SWEEP_PARENT_RUN_ID"
 SWEEP_ENV = "TRAINER_SWEEP_ID"
 # Not named "..._KEYS": trainer.tracking.secrets would take its value for a secret and mask it.
 SWEPT_KEYS_ENV = "TRAINER_SWEPT_OVERRIDES"
+# An Optuna sweep's hydra.sweeper.repeats: a job's trial and seed replicate follow from its number.
+REPEATS_ENV = "TRAINER_SWEEP_REPEATS"
 
 
 def code_root() -> str:
@@ -60,14 +62,25 @@ def command_line(argv: list[str] | None = None) -> str:
     return secrets.redact_text(" ".join([program(argv), *(shlex.quote(secrets.redact_override(a)) for a in argv[1:])]))
 
 
-def sweep_tags(job_num: int | None) -> dict[str, str]:
-    """The tags that make this run a child of its sweep's parent run; empty outside a sweep."""
+def sweep_tags(job_num: int | None, overrides: list[str] = ()) -> dict[str, str]:
+    """The tags that make this run a child of its sweep's parent run; empty outside a sweep. An
+    Optuna trial's run names its trial (`sweep.trial`) and, with seed replicates, which one it is
+    (`sweep.replicate`); when the sweep varies `seed`, `sweep.config` is what the run varies
+    besides it, the configuration its seeds are averaged over (trainer/tracking/sweep_summary.py)."""
     parent = os.environ.get(PARENT_RUN_ENV)
     if not parent:
         return {}
     tags = {"mlflow.parentRunId": parent, "sweep": os.environ.get(SWEEP_ENV, parent)}
     if job_num is not None:
         tags["sweep.job"] = str(job_num)
+        repeats = int(os.environ.get(REPEATS_ENV) or 0)
+        if repeats:
+            tags["sweep.trial"] = str(job_num // repeats)
+        if repeats > 1:
+            tags["sweep.replicate"] = str(job_num % repeats)
+    if SEED_KEY in _swept_keys():
+        tags["sweep.config"] = " ".join(secrets.redact_override(o) for o in _varied(overrides)
+                                        if _bare_key(o) != SEED_KEY) or "(seed only)"
     return tags
 
 
@@ -89,10 +102,25 @@ def child_run_name(overrides: list[str], job_num: int | None) -> str | None:
     None outside a sweep."""
     if not os.environ.get(PARENT_RUN_ENV):
         return None
+    return " ".join(secrets.redact_override(o) for o in _varied(overrides) or overrides) or f"job {job_num}"
+
+
+SEED_KEY = "seed"
+
+
+def _bare_key(override: str) -> str:
     # Hydra names a swept key as typed (`+model.x`); compare without the `+`/`~` on both sides.
-    keys = {k.lstrip("+~") for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k}
-    varied = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
-    return " ".join(secrets.redact_override(o) for o in varied or overrides) or f"job {job_num}"
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _swept_keys() -> set[str]:
+    return {k.lstrip("+~") for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k}
+
+
+def _varied(overrides: list[str]) -> list[str]:
+    """The overrides of the keys the sweep varies."""
+    keys = _swept_keys()
+    return [o for o in overrides if _bare_key(o) in keys]
 
 
 def source_tags() -> dict[str, str]:

@@ -1,5 +1,5 @@
 """A multirun as one MLflow family: a parent run for the sweep, one child run per job, and the
-sweep's summary (best value, best overrides, a table of all jobs) on the parent at the end.
+sweep's summary (trainer/tracking/sweep_summary.py) on the parent at the end.
 
 `MlflowSweep` is a Hydra callback (conf/hydra/default.yaml). It runs in Hydra's main process,
 which never imports TensorFlow. The parent run id reaches the jobs through environment
@@ -16,13 +16,12 @@ then skips the jobs that finished).
 from __future__ import annotations
 
 import atexit
-import csv
 import glob
-import io
+import json
 import logging
-import math
 import os
 import signal
+import tempfile
 import traceback
 
 from hydra.core.hydra_config import HydraConfig
@@ -30,7 +29,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.tracking import provenance, secrets, store
+from trainer.tracking import provenance, secrets, store, sweep_summary
 from trainer.run import signals
 from trainer.errors import ConfigError
 
@@ -67,7 +66,15 @@ def swept_keys(config: DictConfig) -> list[str]:
     parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     keys = [o.get_key_element() for o in parsed if o.is_sweep_override()]
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    return keys + [str(k) for k in params if str(k) not in keys]
+    keys += [str(k) for k in params if str(k) not in keys]
+    if _repeats(config) > 1 and "seed" not in keys:  # seed replicates vary the seed (trainer/sweeps/replicates.py)
+        keys.append("seed")
+    return keys
+
+
+def _repeats(config: DictConfig) -> int:
+    """hydra.sweeper.repeats of an Optuna sweep; 0 for a sweep without trials."""
+    return int(OmegaConf.select(config, "hydra.sweeper.repeats", default=1)) if sweeper_kind(config) == "optuna" else 0
 
 
 def _short_target(node) -> str:
@@ -81,6 +88,7 @@ class MlflowSweep(Callback):
         self.sweep_id: str | None = None
         self.uri: str | None = None
         self.keys = ""
+        self.repeats = 0
         self._restore_sigterm = False
 
     # -- main process -------------------------------------------------------------------------
@@ -139,6 +147,7 @@ class MlflowSweep(Callback):
 
                 study.set_user_attr(PARENT_ATTR, self.parent_run_id)
         self.keys = ",".join(swept_keys(config))
+        self.repeats = _repeats(config)
         self._export()
         os.makedirs(sweep_dir, exist_ok=True)
         with open(os.path.join(sweep_dir, "mlflow_parent_run_id"), "w") as f:
@@ -166,10 +175,15 @@ class MlflowSweep(Callback):
         failed_jobs.extend(f"#{n} (no run: see {n}/{FAILED_MARKER})" for n in unrecorded)
         jobs = sorted(jobs + [{"job": n, "name": _job_overrides(sweep_dir, n), "status": "FAILED", "run_id": "",
                                "metrics": {}} for n in unrecorded], key=lambda j: (j["job"], j["name"]))
-        summary = summarize(jobs, metric, direction)
-        _log_summary(client, self.parent_run_id, summary, metric, str(config.hydra.sweep.dir))
-        finished = len(jobs) - summary["failed"]
-        status = "FINISHED" if finished else "FAILED"
+        histories = {j["run_id"]: [(m.step, m.value) for m in client.get_metric_history(j["run_id"], metric)]
+                     for j in jobs if j["status"] == "FINISHED"}
+        summary = sweep_summary.summarize(jobs, metric, direction, histories)
+        sweep_summary.log_summary(client, self.parent_run_id, summary, sweep_dir)
+        if sweeper_kind(config) == "optuna":
+            from trainer.sweeps import optuna_sweep
+
+            sweep_summary.log_study_plots(client, self.parent_run_id, optuna_sweep.prepare(config)[1])
+        status = "FINISHED" if summary["counts"]["FAILED"] < len(jobs) else "FAILED"
         store.with_lock_retries(client.set_terminated, self.parent_run_id, status=status)
         atexit.unregister(self._end_interrupted)
         print(secrets.redact_text(summary["text"]), flush=True)
@@ -186,6 +200,7 @@ class MlflowSweep(Callback):
         os.environ[provenance.PARENT_RUN_ENV] = self.parent_run_id
         os.environ[provenance.SWEEP_ENV] = self.sweep_id
         os.environ[provenance.SWEPT_KEYS_ENV] = self.keys
+        os.environ[provenance.REPEATS_ENV] = str(self.repeats)
 
     def _clear(self) -> None:
         if self._restore_sigterm:
@@ -194,6 +209,7 @@ class MlflowSweep(Callback):
         os.environ.pop(provenance.PARENT_RUN_ENV, None)
         os.environ.pop(provenance.SWEEP_ENV, None)
         os.environ.pop(provenance.SWEPT_KEYS_ENV, None)
+        os.environ.pop(provenance.REPEATS_ENV, None)
         self.parent_run_id = None
 
     def _end_interrupted(self) -> None:
@@ -261,7 +277,8 @@ class _MaskedClient:
     masked by trainer.tracking.secrets on the way out. Only calls that carry no text of the user's pass
     through unmasked; any other call is an AttributeError rather than an unmasked write."""
 
-    _PLAIN = frozenset({"get_experiment_by_name", "create_experiment", "get_run", "search_runs", "set_terminated"})
+    _PLAIN = frozenset({"get_experiment_by_name", "create_experiment", "get_run", "search_runs", "set_terminated",
+                        "get_metric_history"})
 
     def __init__(self, uri: str) -> None:
         from mlflow.tracking import MlflowClient
@@ -298,12 +315,29 @@ class _MaskedClient:
         with secrets.redacted_copy(path) as copy:
             self._client.log_artifact(run_id, copy)
 
+    def log_table(self, run_id: str, table: list[dict], artifact_file: str) -> None:
+        """`table` (rows of one set of columns) as an MLflow table: the file `MlflowClient.log_table`
+        writes, and the run's tag that lists it as a table for the UI. Written here rather than by
+        log_table, which appends to a file the run already has: a continued sweep's summary covers
+        every job again and would list each twice."""
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        with tempfile.TemporaryDirectory(prefix="trainer-table-") as tmp:
+            path = os.path.join(tmp, artifact_file)
+            with open(path, "w") as f:
+                f.write(sweep_summary.table_json(table))
+            self.log_artifact(run_id, path)
+        listed = json.loads(self._client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in listed:
+            self._client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps(listed + [entry]))
+
 
 def _sigterm_to_interrupt(signum, frame):
     raise signals.Terminated(f"received signal {signal.Signals(signum).name}")
 
 
-TRIAL_STATE_TAG = "sweep.trial_state"  # an Optuna trial's run: COMPLETE, PRUNED or FAILED, as its study says
+TRIAL_STATE_TAG = sweep_summary.TRIAL_STATE_TAG
 
 
 def tag_trial_state(uri: str, parent_run_id: str, job: int, state: str) -> None:
@@ -338,68 +372,8 @@ def _children(client, parent_run_id: str) -> list[dict]:
             "job": int(tags.get("sweep.job", -1)),
             "name": run.info.run_name,
             "status": run.info.status,
-            "trial_state": tags.get(TRIAL_STATE_TAG),
             "run_id": run.info.run_id,
             "metrics": run.data.metrics,
+            "tags": tags,
         })
     return sorted(jobs, key=lambda j: (j["job"], j["name"]))
-
-
-def summarize(jobs: list[dict], metric: str, direction: str) -> dict:
-    """Best job by `metric` among finished jobs with a finite value, and a table of every job. A
-    pruned trial (a finished run that stopped early) is counted and listed, not ranked: its value is
-    of an earlier epoch than the others'."""
-    def value(job):
-        v = job["metrics"].get(metric)
-        return v if job["status"] == "FINISHED" and v is not None and math.isfinite(v) else None
-
-    pruned = sum(j.get("trial_state") == "PRUNED" for j in jobs)
-    ranked = [j for j in jobs if value(j) is not None and j.get("trial_state") != "PRUNED"]
-    best = (max if direction == "maximize" else min)(ranked, key=value) if ranked else None
-    rows = [{"job": j["job"], "overrides": j["name"], "status": "PRUNED" if j.get("trial_state") == "PRUNED" else j["status"],
-             metric: "" if value(j) is None else f"{value(j):.6g}", "run_id": j["run_id"]} for j in jobs]
-    failed = sum(j["status"] != "FINISHED" for j in jobs)
-    trials = any(j.get("trial_state") for j in jobs)  # an Optuna sweep: say how many were pruned, even none
-    lines = [f"\nsweep: {len(jobs)} jobs, {len(jobs) - failed} finished{f' ({pruned} pruned)' if trials else ''},"
-             f" {failed} failed"]
-    if best is not None:
-        lines.append(f"  best {metric}={value(best):.4f} ({direction}): {best['name']}  run {best['run_id']}")
-    lines += [f"  #{r['job']:<3} {r['status']:<9} {metric}={r[metric] or '-':<10} {r['overrides']}" for r in rows]
-    return {"best": best, "best_value": None if best is None else value(best), "rows": rows,
-            "failed": failed, "pruned": pruned, "text": "\n".join(lines)}
-
-
-def _table(rows: list[dict], columns: list[str]) -> tuple[str, str]:
-    """(markdown, csv) of the jobs table."""
-    markdown = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    markdown += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    return "\n".join(markdown) + "\n", buffer.getvalue()
-
-
-def _log_summary(client, run_id: str, summary: dict, metric: str, sweep_dir: str) -> None:
-    from mlflow.entities import Metric, RunTag
-
-    columns = ["job", "overrides", "status", metric, "run_id"]
-    markdown, table_csv = _table(summary["rows"], columns)
-    best = summary["best"]
-    header = ["# Sweep summary\n", f"jobs: {len(summary['rows'])}, failed: {summary['failed']},"
-              f" pruned: {summary['pruned']}\n"]
-    tags = [RunTag("sweep.jobs", str(len(summary["rows"]))), RunTag("sweep.failed_jobs", str(summary["failed"])),
-            RunTag("sweep.pruned_jobs", str(summary["pruned"]))]
-    metrics = [Metric("sweep_jobs", len(summary["rows"]), 0, 0), Metric("sweep_failed_jobs", summary["failed"], 0, 0),
-               Metric("sweep_pruned_jobs", summary["pruned"], 0, 0)]
-    if best is not None:
-        header.append(f"best {metric}: {summary['best_value']:.6g} (run {best['run_id']})\n")
-        header.append(f"best overrides: {best['name']}\n")
-        tags += [RunTag("best_overrides", best["name"]), RunTag("best_run_id", best["run_id"])]
-        metrics.append(Metric(f"best_{metric}", summary["best_value"], 0, 0))
-    store.with_lock_retries(client.log_batch, run_id, metrics=metrics, tags=tags)
-    client.log_text(run_id, "\n".join(header) + "\n" + markdown, "sweep_summary.md")
-    client.log_text(run_id, table_csv, "jobs.csv")
-    results = os.path.join(sweep_dir, "optimization_results.yaml")  # written by the Optuna sweeper
-    if os.path.exists(results):
-        client.log_artifact(run_id, results)
