@@ -77,6 +77,9 @@ def test_optuna_search_runs_its_trials_as_children_and_survives_a_failing_trial(
     assert parent.data.tags["sweep.sweeper"] == "OptunaSweeper" and len(children) == 3
     statuses = {c.data.tags["sweep.job"]: c.info.status for c in children.values()}
     assert statuses == {"0": "FAILED", "1": "FINISHED", "2": "FINISHED"}
+    # Each run says how its study recorded the trial (docs/sweeps.md#pruning).
+    assert {c.data.tags["sweep.job"]: c.data.tags["sweep.trial_state"] for c in children.values()} == {
+        "0": "FAILED", "1": "COMPLETE", "2": "COMPLETE"}
     children = {name: c for name, c in children.items() if c.info.status == "FINISHED"}
     for child in children.values():
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
