@@ -114,7 +114,9 @@ def open_storage(url: str):
     import optuna
 
     if is_database(url):
-        return optuna.storages.RDBStorage(url)
+        # Opening a new database creates Optuna's tables; workers starting at once would race to.
+        with locked(url, "<tables>"):
+            return optuna.storages.RDBStorage(url)
     from optuna.storages.journal import JournalFileBackend
 
     os.makedirs(os.path.dirname(os.path.abspath(url)), exist_ok=True)
