@@ -18,7 +18,8 @@ from benchmarks.results import say, section
 from benchmarks.session import FULL, QUICK, REPO, Session
 
 # overhead before startup: startup reuses the overhead processes' first-step times.
-BENCHMARKS = ("overhead", "startup", "loops", "levers", "tracking", "pipeline", "variants", "compute", "scaling")
+BENCHMARKS = ("overhead", "startup", "loops", "levers", "tracking", "pipeline", "variants", "compute", "scaling",
+              "workers")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
