@@ -237,13 +237,15 @@ class MlflowSweep(Callback):
 
 def _running_elsewhere(config) -> int:
     """RUNNING trials of this Optuna sweep's study once this worker is done: other workers' (this
-    one tells every trial it ran before the sweep ends)."""
+    one tells every trial it ran before the sweep ends), less those whose process is known gone
+    (a rerun of the command continues them)."""
     if sweeper_kind(config) != "optuna":
         return 0
     from trainer.sweeps import optuna_sweep
-    from trainer.sweeps.study import counts
+    from trainer.sweeps.study import counts, interrupted
 
-    return counts(optuna_sweep.prepare(config)[1])["running"]
+    study = optuna_sweep.prepare(config)[1]
+    return counts(study)["running"] - len(interrupted(study))
 
 
 def sweeper_kind(config) -> str | None:
