@@ -42,7 +42,9 @@ def _sweep(session, grid: tuple, trials: int, epochs: int, n_jobs: int) -> dict:
         raise RuntimeError(f"the sweep of {n_jobs} worker(s) exited {proc.returncode}; see {session.log_path}")
     client = MlflowClient(f"sqlite:///{session.root / 'outputs' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("trainer").experiment_id
-    (parent,) = client.search_runs([experiment], filter_string=f"tags.`sweep.study` = '{study}'")
+    # The sweeps of a session run one after another: the newest parent run is this one's.
+    (parent,) = client.search_runs([experiment], filter_string="tags.`sweep.role` = 'parent'",
+                                   order_by=["attributes.start_time DESC"], max_results=1)
     runs = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     if len(runs) != trials or any(r.info.status != "FINISHED" for r in runs):
         raise RuntimeError(f"the sweep of {n_jobs} worker(s) ran {len(runs)} trials, not {trials} finished ones")
