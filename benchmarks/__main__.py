@@ -19,7 +19,7 @@ from benchmarks.session import FULL, QUICK, REPO, Session
 
 # overhead before startup: startup reuses the overhead processes' first-step times.
 BENCHMARKS = ("overhead", "startup", "loops", "levers", "tracking", "pipeline", "variants", "compute", "scaling",
-              "predict", "pruning")
+              "predict", "pruning", "workers")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

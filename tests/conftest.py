@@ -87,14 +87,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_mlflow(home: Path, *options: str, env: dict | None = None, timeout: float = 180):
-    """A real `mlflow server` on 127.0.0.1 (SQLite backend, artifacts under `home`) for the block:
-    yields its http://127.0.0.1:<port> once /health answers, then stops its whole process group."""
+def serve_mlflow(home: Path, *options: str, env: dict | None = None, timeout: float = 180, backend: str | None = None):
+    """A real `mlflow server` on 127.0.0.1 (`backend`, default a SQLite file; artifacts under `home`)
+    for the block: yields its http://127.0.0.1:<port> once /health answers, then stops its whole
+    process group."""
     port = free_port()
     log = open(home / "server.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", *options, "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+         "--workers", "1", "--backend-store-uri", backend or f"sqlite:///{home / 'mlflow.db'}",
          "--artifacts-destination", str(home / "artifacts")],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home, start_new_session=True,
     )

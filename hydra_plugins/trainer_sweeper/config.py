@@ -37,7 +37,7 @@ class OptunaSweeperConf:
     study_name: Optional[str] = None  # null: optuna-<hash of the command's overrides>
     new_study: bool = False         # true: start <study>-2 (-3, ...) instead of continuing the study
     n_trials: int = 20              # trials of the whole study, over every run of the command
-    n_jobs: int = 1                 # trials handed to the launcher at once
+    n_jobs: Optional[int] = None    # trials running at once; null: hydra.launcher.n_jobs with joblib, else 1
     max_failure_rate: float = 0.0   # the study stops once more than this share of its trials failed
     pruner: str = "none"            # none | median | hyperband | successive_halving (docs/sweeps.md#pruning)
     pruner_args: PrunerArgs = field(default_factory=PrunerArgs)  # its parameters; null: Optuna's default

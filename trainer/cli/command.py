@@ -406,8 +406,13 @@ def _check_sweep_settings(master, overrides: list[str]) -> None:
     for key in ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.repeats"):
         if key.rsplit(".", 1)[1] in sweeper:
             value = OmegaConf.select(master, key)
+            if key.endswith("n_jobs") and value is None:  # the launcher's (trainer/sweeps/optuna_sweep.py in_flight)
+                continue
             if not is_int(value) or value < 1:
-                bad(key, "an integer >= 1")
+                bad(key, "an integer >= 1" + (", or null for the launcher's n_jobs" if key.endswith("n_jobs") else ""))
+    if sweeper.get("n_jobs", 1) not in (None, 1) and str(launcher.get("_target_", "")).endswith(".BasicLauncher"):
+        bad("hydra.sweeper.n_jobs", "1 or null with Hydra's basic launcher, which runs one job at a time in this"
+            " process (hydra/launcher=joblib runs several)")
     if "max_failure_rate" in sweeper:
         value = sweeper.max_failure_rate
         if not is_number(value) or not 0 <= value <= 1:

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import threading
 
 from omegaconf import OmegaConf
 
@@ -55,47 +56,137 @@ def trials_wanted(config, space: dict[str, dict]) -> int:
     return n_trials
 
 
-def run(config, launcher) -> None:
-    from optuna.trial import TrialState
+def in_flight(config) -> int:
+    """`hydra.sweeper.n_jobs`: how many trials run at once. null is the joblib launcher's n_jobs
+    (-1: one per CPU), else 1: Hydra's basic launcher runs each job in this process, one at a time."""
+    n_jobs = config.hydra.sweeper.get("n_jobs")
+    if n_jobs is not None:
+        return int(n_jobs)
+    launcher = config.hydra.launcher
+    if "n_jobs" in launcher and str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        import joblib
 
+        return joblib.effective_n_jobs(int(launcher.n_jobs))
+    return 1
+
+
+def run(config, launcher) -> None:
+    """Keep `in_flight(config)` trials running until the study has `n_trials`: each of that many
+    threads asks a trial, launches it as a job of its own and tells its value, then asks the next,
+    so a slow trial holds up no other (no batch barrier). The threads only wait: the jobs run in
+    the launcher's processes (joblib's loky workers, one reusable pool for every call).
+
+    Other workers of the same study (the same command in another terminal or on another machine,
+    on a shared storage) take trials from the same study: each ask is made under the study's lock
+    (study.locked) after counting every trial, so the study gets `n_trials` in total."""
     plan, study = prepare(config)
-    sweeper = config.hydra.sweeper
     space, fixed = studies.search(config)
-    distributions = {k: spaces.distribution(d) for k, d in space.items()}
     n_trials = trials_wanted(config, space)
     counts = studies.counts(study)
     stale = studies.interrupted(study)
-    study.sampler = studies.sampler(str(sweeper.sampler), sweeper.seed, space, len(study.get_trials(deepcopy=False)))
     if plan.exists:
         again = f"; trial {', '.join(str(t.number) for t in stale)} interrupted, running it again" if stale else ""
-        print(f"resuming sweep {plan.name}: {counts['done']} of {n_trials} trials done{again}", flush=True)
+        others = f", {counts['running'] - len(stale)} running in other workers" if counts["running"] > len(stale) else ""
+        print(f"resuming sweep {plan.name}: {counts['done']} of {n_trials} trials done{others}{again}", flush=True)
     else:
         print(f"sweep {plan.name}: a new study of {n_trials} trials, stored in {plan.storage}", flush=True)
-    me = studies.owner()
-    extra = pruning.trial_overrides(sweeper, plan.storage, study.study_name)
-    for trial in stale:
-        recorded = trial.user_attrs.get(studies.OVERRIDES_ATTR)
-        if recorded is None:  # killed between asking and recording the trial: it never started
-            study.tell(trial.number, state=TrialState.FAIL)
-            continue
-        study._storage.set_trial_user_attr(trial._trial_id, studies.OWNER_ATTR, me)
-        # Replicates of the trial that finished before the interruption are not trained again.
-        _launch_and_tell(config, study, grid_sweep.SkipFinished(launcher, config, announce=False),
-                         [(trial.number, json.loads(recorded))], extra)
-    while True:
-        counts = studies.counts(study)
-        to_go = n_trials - counts["done"] - counts["running"]
-        if to_go <= 0 or _too_many_failures(counts, float(sweeper.max_failure_rate)):
-            break
-        jobs = []
-        for _ in range(min(int(sweeper.n_jobs), to_go)):
-            trial = study.ask(distributions)
-            overrides = [f"{k}={v}" for k, v in trial.params.items()] + [f"{k}={v}" for k, v in fixed.items()]
-            trial.set_user_attr(studies.OWNER_ATTR, me)
-            trial.set_user_attr(studies.OVERRIDES_ATTR, json.dumps(overrides))
-            jobs.append((trial.number, overrides))
-        _launch_and_tell(config, study, launcher, jobs, extra)
+    source = _Trials(config, plan, study, space, fixed, n_trials)
+    extra = pruning.trial_overrides(config.hydra.sweeper, plan.storage, study.study_name)
+
+    def keep_running() -> None:
+        while (job := source.next()) is not None:
+            number, overrides, resumed = job
+            # An interrupted trial's replicates that finished before the interruption are not trained again.
+            runs = grid_sweep.SkipFinished(launcher, config, announce=False) if resumed else launcher
+            _launch_and_tell(config, study, runs, [(number, overrides)], extra)
+
+    threads = in_flight(config)
+    if threads == 1:  # Hydra's basic launcher runs the job in this thread, as Hydra runs it
+        keep_running()
+    else:
+        _in_threads(keep_running, threads, source)
     _save_results(config, study)
+
+
+class _Trials:
+    """The next trial for this worker to run, taken under the study's lock: an interrupted trial of
+    this host first (the same trial again, which resumes from its checkpoint), else a new one while
+    the study has fewer than `n_trials` (ended and running, every worker's) and failures stay
+    within `max_failure_rate`."""
+
+    def __init__(self, config, plan, study, space, fixed, n_trials: int) -> None:
+        self.plan, self.study, self.fixed, self.n_trials = plan, study, fixed, n_trials
+        self.sweeper = config.hydra.sweeper
+        self.space = space
+        self.distributions = {k: spaces.distribution(d) for k, d in space.items()}
+        self.me = studies.owner()
+        self.stopped = False
+
+    def next(self) -> tuple[int, list[str], bool] | None:
+        """(trial number, overrides, whether it is an interrupted trial run again), or None: done."""
+        from optuna.trial import TrialState
+
+        with studies.locked(self.plan.storage, self.plan.name):
+            if self.stopped:
+                return None
+            for trial in studies.interrupted(self.study):
+                recorded = trial.user_attrs.get(studies.OVERRIDES_ATTR)
+                if recorded is None:  # killed between asking and recording the trial: it never started
+                    self.study.tell(trial.number, state=TrialState.FAIL)
+                    continue
+                self.study._storage.set_trial_user_attr(trial._trial_id, studies.OWNER_ATTR, self.me)
+                return trial.number, json.loads(recorded), True
+            counts = studies.counts(self.study)
+            if (self.n_trials - counts["done"] - counts["running"] <= 0
+                    or _too_many_failures(counts, float(self.sweeper.max_failure_rate))):
+                self.stopped = True
+                return None
+            # Seeded by the trials the study holds, which no other ask sees again (the lock is
+            # held): workers that started together draw different values, one worker the same ones.
+            self.study.sampler = studies.sampler(str(self.sweeper.sampler), self.sweeper.seed, self.space,
+                                                 len(self.study.get_trials(deepcopy=False)))
+            trial = self.study.ask(self.distributions)
+            overrides = [f"{k}={v}" for k, v in trial.params.items()] + [f"{k}={v}" for k, v in self.fixed.items()]
+            trial.set_user_attr(studies.OWNER_ATTR, self.me)
+            trial.set_user_attr(studies.OVERRIDES_ATTR, json.dumps(overrides))
+            return trial.number, overrides, False
+
+
+def _in_threads(work, n: int, source: _Trials) -> None:
+    """Run `work` in n threads; the first exception (a failing job with
+    sweep.continue_on_failure=false, Ctrl-C, SIGTERM) stops every thread from taking another trial
+    and is raised here. On an interrupt the launcher's worker processes are killed, as joblib kills
+    them when the call it is in is interrupted."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as err:  # noqa: BLE001 (handed to the main thread)
+            errors.append(err)
+            source.stopped = True
+
+    threads = [threading.Thread(target=guarded, name=f"trial-{i}", daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)
+    except BaseException:
+        source.stopped = True
+        _kill_loky_workers()
+        raise
+    if errors:
+        raise errors[0]
+
+
+def _kill_loky_workers() -> None:
+    from joblib.externals.loky import reusable_executor
+
+    executor = reusable_executor._executor  # None when no job was launched through joblib
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
 
 
 def _too_many_failures(counts: dict, rate: float) -> bool:

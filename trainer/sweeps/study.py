@@ -16,12 +16,16 @@ names and checks the storage before TensorFlow loads, and imports Optuna only fo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import re
 import socket
+import tempfile
+import threading
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -114,7 +118,9 @@ def open_storage(url: str):
     import optuna
 
     if is_database(url):
-        return optuna.storages.RDBStorage(url)
+        # Opening a new database creates Optuna's tables; workers starting at once would race to.
+        with locked(url, "<tables>"):
+            return optuna.storages.RDBStorage(url)
     from optuna.storages.journal import JournalFileBackend
 
     os.makedirs(os.path.dirname(os.path.abspath(url)), exist_ok=True)
@@ -199,6 +205,47 @@ def create_or_load(config, plan_: Plan):
     return study
 
 
+# --- many workers on one study ------------------------------------------------------------------
+
+_engines: dict[str, object] = {}
+_engines_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def locked(url: str, name: str):
+    """Held by one worker of the study at a time, across threads, processes and (on PostgreSQL)
+    machines: what a worker reads from the study and then writes must not interleave with another
+    worker's (creating the sweep's parent run once, counting trials then asking one, claiming an
+    interrupted trial). Optuna's storages have no compare-and-set for these, so the lock is the
+    database's (a PostgreSQL advisory lock) or a file's (flock: a journal or SQLite file, which one
+    machine shares; any other database gets a lock file in the temporary folder, this host only)."""
+    digest = hashlib.sha256(f"{url}\n{name}".encode()).digest()
+    if url.startswith("postgresql"):
+        import sqlalchemy
+
+        with _engines_lock:
+            if url not in _engines:
+                _engines[url] = sqlalchemy.create_engine(url, pool_pre_ping=True)
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        with _engines[url].connect() as connection:  # a session of its own: the lock is per session
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        return
+    if not is_database(url):
+        path = f"{os.path.abspath(url)}.sweep-lock"
+    elif url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+        path = f"{os.path.abspath(url[len('sqlite:///'):])}.sweep-lock"
+    else:
+        path = os.path.join(tempfile.gettempdir(), f"trainer-study-{digest.hex()[:16]}.lock")
+    # Each holder opens the file itself: flock excludes other open files, in this process too.
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 # --- who runs a trial -----------------------------------------------------------------------------
 
 def owner() -> str:
@@ -246,7 +293,8 @@ def counts(study) -> dict[str, int]:
 
 def interrupted(study) -> list:
     """RUNNING trials whose process is gone (killed, or the machine rebooted): a rerun runs them
-    again with the same overrides, so each resumes from its own checkpoint."""
+    again with the same overrides, so each resumes from its own checkpoint. A trial of another host
+    cannot be judged, so it is never taken: its own worker, or a rerun on its host, runs it."""
     from optuna.trial import TrialState
 
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -259,6 +307,11 @@ def sampler(name: str, seed, space: dict[str, dict], trials_so_far: int):
     import numpy as np
     import optuna
 
+    if name == "grid":
+        # The grid sampler's seed shuffles the grid that its trials' grid ids index: every rerun and
+        # every worker of the study must use the same seed, or an id names another point.
+        return optuna.samplers.GridSampler({k: spaces.grid_values(d) for k, d in space.items()},
+                                           seed=None if seed is None else int(seed))
     if seed is not None:
         seed = int(np.random.SeedSequence([int(seed), trials_so_far]).generate_state(1)[0])
     if name == "tpe":
@@ -267,6 +320,4 @@ def sampler(name: str, seed, space: dict[str, dict], trials_so_far: int):
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler({k: spaces.grid_values(d) for k, d in space.items()}, seed=seed)
     raise StudyError(f"hydra.sweeper.sampler must be one of {', '.join(SAMPLERS)}. Received: hydra.sweeper.sampler={name}")

@@ -16,6 +16,7 @@ then skips the jobs that finished).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import json
 import logging
@@ -109,43 +110,28 @@ class MlflowSweep(Callback):
         experiment = store.experiment_id(client, config.tracking.experiment, config.tracking.artifact_location)
         sweep_dir = str(config.hydra.sweep.dir)
         kind = sweeper_kind(config)
-        resumed, study = None, None
+        study, guard = None, contextlib.nullcontext()
         if kind == "optuna":
             from trainer.sweeps import optuna_sweep
-            from trainer.sweeps.study import PARENT_ATTR
+            from trainer.sweeps.study import locked
 
-            _, study = optuna_sweep.prepare(config)
-            resumed = _existing_run(client, study.user_attrs.get(PARENT_ATTR))
-        elif kind == "grid":
-            resumed = _interrupted_grid(client, experiment, config)
-        if resumed is not None:  # the same command again: the sweep goes on in its parent run
-            self.sweep_id = resumed.data.tags.get("sweep", resumed.info.run_id)
-            client.reopen(resumed.info.run_id, tags={"sweep.owner": sweep_owner()})
-            self.parent_run_id = resumed.info.run_id
-        else:
-            self.sweep_id = os.path.relpath(sweep_dir, os.path.join(str(config.paths.output_dir), "multiruns"))
-            tags = {
-                "sweep": self.sweep_id,
-                "sweep.role": "parent",
-                "sweep.sweeper": _short_target(config.hydra.sweeper),
-                "sweep.launcher": _short_target(config.hydra.launcher),
-                "sweep.overrides": " ".join(secrets.redact_override(o) for o in config.hydra.overrides.task),
-                "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
-                "sweep.owner": sweep_owner(),
-                **provenance.source_tags(),
-            }
-            if kind == "grid":
-                from trainer.sweeps.study import key
-
-                tags["sweep.search"] = key(config, grid=True)
-            if study is not None:
-                tags["sweep.study"] = study.study_name
-            run = store.with_lock_retries(client.create_run, experiment, tags=tags, run_name=f"sweep {self.sweep_id}")
-            self.parent_run_id = run.info.run_id
+            plan, study = optuna_sweep.prepare(config)
+            # Workers of one study that start at once must find or make one parent run between them.
+            guard = locked(plan.storage, plan.name)
+        with guard:
+            resumed = None
             if study is not None:
                 from trainer.sweeps.study import PARENT_ATTR
 
-                study.set_user_attr(PARENT_ATTR, self.parent_run_id)
+                resumed = _existing_run(client, study.user_attrs.get(PARENT_ATTR))
+            elif kind == "grid":
+                resumed = _interrupted_grid(client, experiment, config)
+            if resumed is not None:  # the same command again, or another worker: the sweep goes on in its parent run
+                self.sweep_id = resumed.data.tags.get("sweep", resumed.info.run_id)
+                client.reopen(resumed.info.run_id, tags={"sweep.owner": sweep_owner()})
+                self.parent_run_id = resumed.info.run_id
+            else:
+                self._create_parent(client, experiment, config, kind, study)
         self.keys = ",".join(swept_keys(config))
         self.repeats = _repeats(config)
         self._export()
@@ -166,6 +152,11 @@ class MlflowSweep(Callback):
         client = _MaskedClient(self.uri)
         jobs = _children(client, self.parent_run_id)
         metric, direction = config.sweep.metric, config.sweep.direction
+        # Trials other workers of the study still run: not failures, and the parent run stays
+        # RUNNING for the last worker to end (this one's summary covers the trials ended so far).
+        elsewhere = _running_elsewhere(config)
+        if elsewhere:
+            jobs = [j for j in jobs if j["status"] != "RUNNING"]
         failed_jobs.extend(f"#{j['job']} {j['name']}" for j in jobs if j["status"] != "FINISHED")
         recorded = {j["job"] for j in jobs}
         # Jobs that failed before their run was created (bad data for that job, an identical job
@@ -184,10 +175,41 @@ class MlflowSweep(Callback):
 
             sweep_summary.log_study_plots(client, self.parent_run_id, optuna_sweep.prepare(config)[1])
         status = "FINISHED" if summary["counts"]["FAILED"] < len(jobs) else "FAILED"
-        store.with_lock_retries(client.set_terminated, self.parent_run_id, status=status)
+        if not elsewhere:
+            store.with_lock_retries(client.set_terminated, self.parent_run_id, status=status)
         atexit.unregister(self._end_interrupted)
         print(secrets.redact_text(summary["text"]), flush=True)
+        if elsewhere:
+            print(f"  {elsewhere} trials still run in other workers of the study; the parent run"
+                  f" {self.parent_run_id} ends when the last of them ends", flush=True)
         self._clear()
+
+    def _create_parent(self, client, experiment: str, config: DictConfig, kind: str | None, study) -> None:
+        """A new parent run for the sweep; an Optuna study records it for its reruns and other workers."""
+        sweep_dir = str(config.hydra.sweep.dir)
+        self.sweep_id = os.path.relpath(sweep_dir, os.path.join(str(config.paths.output_dir), "multiruns"))
+        tags = {
+            "sweep": self.sweep_id,
+            "sweep.role": "parent",
+            "sweep.sweeper": _short_target(config.hydra.sweeper),
+            "sweep.launcher": _short_target(config.hydra.launcher),
+            "sweep.overrides": " ".join(secrets.redact_override(o) for o in config.hydra.overrides.task),
+            "sweep.metric": f"{config.sweep.metric} ({config.sweep.direction})",
+            "sweep.owner": sweep_owner(),
+            **provenance.source_tags(),
+        }
+        if kind == "grid":
+            from trainer.sweeps.study import key
+
+            tags["sweep.search"] = key(config, grid=True)
+        if study is not None:
+            tags["sweep.study"] = study.study_name
+        run = store.with_lock_retries(client.create_run, experiment, tags=tags, run_name=f"sweep {self.sweep_id}")
+        self.parent_run_id = run.info.run_id
+        if study is not None:
+            from trainer.sweeps.study import PARENT_ATTR
+
+            study.set_user_attr(PARENT_ATTR, self.parent_run_id)
 
     # -- every process that runs a job ---------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
@@ -227,6 +249,19 @@ class MlflowSweep(Callback):
         except Exception:  # the process is exiting; nothing better can be done
             pass
         self._clear()
+
+
+def _running_elsewhere(config) -> int:
+    """RUNNING trials of this Optuna sweep's study once this worker is done: other workers' (this
+    one tells every trial it ran before the sweep ends), less those whose process is known gone
+    (a rerun of the command continues them)."""
+    if sweeper_kind(config) != "optuna":
+        return 0
+    from trainer.sweeps import optuna_sweep
+    from trainer.sweeps.study import counts, interrupted
+
+    study = optuna_sweep.prepare(config)[1]
+    return counts(study)["running"] - len(interrupted(study))
 
 
 def sweeper_kind(config) -> str | None:
