@@ -42,9 +42,13 @@ def _sweep(session, grid: tuple, trials: int, epochs: int, n_jobs: int) -> dict:
         raise RuntimeError(f"the sweep of {n_jobs} worker(s) exited {proc.returncode}; see {session.log_path}")
     client = MlflowClient(f"sqlite:///{session.root / 'outputs' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("trainer").experiment_id
-    # The sweeps of a session run one after another: the newest parent run is this one's.
-    (parent,) = client.search_runs([experiment], filter_string="tags.`sweep.role` = 'parent'",
-                                   order_by=["attributes.start_time DESC"], max_results=1)
+    # The study records its sweep's parent run (trainer/sweeps/study.py PARENT_ATTR).
+    import optuna
+
+    from trainer.sweeps import study as studies
+
+    storage = studies.open_storage(str(session.root / "outputs" / "studies" / f"{study}.journal"))
+    parent = client.get_run(optuna.load_study(study_name=study, storage=storage).user_attrs[studies.PARENT_ATTR])
     runs = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     if len(runs) != trials or any(r.info.status != "FINISHED" for r in runs):
         raise RuntimeError(f"the sweep of {n_jobs} worker(s) ran {len(runs)} trials, not {trials} finished ones")

@@ -64,7 +64,7 @@ def _check_pruned_sweep(cli, tmp_path, n_trials: int, judged_from: int, *extra: 
             assert trial.state == TrialState.COMPLETE and run.data.tags["sweep.trial_state"] == "COMPLETE"
             assert epochs == list(range(EPOCHS))
     assert trials[0].value > 0.5  # the good rate learned, so the pruned ones were judged against a real median
-    assert f"sweep: {n_trials} jobs, {n_trials} finished ({len(pruned)} pruned), 0 failed" in result.stdout
+    assert f"sweep: {n_trials} jobs, {n_trials - len(pruned)} finished, 0 failed, {len(pruned)} pruned" in result.stdout
     assert parent.data.metrics["sweep_pruned_jobs"] == len(pruned)
     assert all(f"trial {t.number} pruned by the median pruner after epoch 2 of {EPOCHS}" in result.stdout + result.stderr
                for t in pruned)
