@@ -48,8 +48,8 @@ def _sweep(session, grid: tuple, trials: int, epochs: int, n_jobs: int) -> dict:
     from trainer.sweeps import study as studies
 
     storage = studies.open_storage(str(session.root / "outputs" / "studies" / f"{study}.journal"))
-    parent = client.get_run(optuna.load_study(study_name=study, storage=storage).user_attrs[studies.PARENT_ATTR])
-    runs = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    parent = optuna.load_study(study_name=study, storage=storage).user_attrs[studies.PARENT_ATTR]
+    runs = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     if len(runs) != trials or any(r.info.status != "FINISHED" for r in runs):
         raise RuntimeError(f"the sweep of {n_jobs} worker(s) ran {len(runs)} trials, not {trials} finished ones")
     span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
