@@ -24,6 +24,13 @@ FIXED = ("dropout=0", "optimizer.learning_rate=0.003", "seed=0", "hydra.sweeper.
 _studies = itertools.count()
 
 
+def _store(session) -> str:
+    """An MLflow store of this benchmark's own, as pruning's: in a whole `--quick` session, this
+    process's reads of the session's store (which the `tracking` section had opened) did not see
+    the sweep's parent run."""
+    return f"sqlite:///{session.workdir / 'workers-mlflow.db'}"
+
+
 def _sweep(session, grid: tuple, trials: int, epochs: int, n_jobs: int) -> dict:
     """Run one sweep as `python -m trainer -m ...`; its wall time and its trials' span in MLflow."""
     from mlflow.tracking import MlflowClient
@@ -31,7 +38,7 @@ def _sweep(session, grid: tuple, trials: int, epochs: int, n_jobs: int) -> dict:
     study = f"bench-workers-{n_jobs}-{next(_studies)}"
     command = [sys.executable, *session.trainer_command(
         "-m", "hparams_search=optuna", *grid, *FIXED, f"epochs={epochs}", f"hydra.sweeper.n_trials={trials}",
-        f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweeper.study_name={study}")]
+        f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweeper.study_name={study}", f"tracking.uri={_store(session)}")]
     with open(session.log_path, "a") as log:
         print(f"\n=== {' '.join(command[2:])}", file=log, flush=True)
         start = time.time()
@@ -40,7 +47,7 @@ def _sweep(session, grid: tuple, trials: int, epochs: int, n_jobs: int) -> dict:
         wall = time.time() - start
     if proc.returncode != 0:
         raise RuntimeError(f"the sweep of {n_jobs} worker(s) exited {proc.returncode}; see {session.log_path}")
-    client = MlflowClient(f"sqlite:///{session.root / 'outputs' / 'mlflow.db'}")
+    client = MlflowClient(_store(session))
     experiment = client.get_experiment_by_name("trainer").experiment_id
     # The study records its sweep's parent run (trainer/sweeps/study.py PARENT_ATTR).
     import optuna
