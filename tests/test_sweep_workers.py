@@ -19,10 +19,10 @@ from tests.postgres import postgres  # noqa: F401 (the fixture)
 
 
 def test_joblib_optuna_sweep_starts_a_trial_as_soon_as_one_ends(cli, tmp_path):
-    # A grid over epochs (seed 5 orders it 1, 40, 2): trials 0 and 1 start together; trial 2 must
-    # start when the 1-epoch trial ends, while the 40-epoch one still trains. A batch of two would
+    # A grid over epochs (seed 5 orders it 1, 400, 2): trials 0 and 1 start together; trial 2 must
+    # start when the 1-epoch trial ends, while the 400-epoch one still trains. A batch of two would
     # start it only after both.
-    result = cli("-m", "hparams_search=optuna", "hydra.sweeper.sampler=grid", "epochs=1,40,2", "seed=5",
+    result = cli("-m", "hparams_search=optuna", "hydra.sweeper.sampler=grid", "epochs=1,400,2", "seed=5",
                  "depth=1", "width=8", "batch_size=64", "dropout=0", "optimizer.learning_rate=0.01",
                  "hydra.sweeper.n_trials=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -33,7 +33,7 @@ def test_joblib_optuna_sweep_starts_a_trial_as_soon_as_one_ends(cli, tmp_path):
     trials = {int(r.data.tags["sweep.job"]): r for r in runs if r is not parent}
     assert sorted(trials) == [0, 1, 2] and parent.info.status == "FINISHED"
     epochs = {n: int(r.data.params["epochs"]) for n, r in trials.items()}
-    assert epochs == {0: 1, 1: 40, 2: 2}, epochs  # the premise: the grid's order for seed 5
+    assert epochs == {0: 1, 1: 400, 2: 2}, epochs  # the premise: the grid's order for seed 5
     fast, slow, third = trials[0].info, trials[1].info, trials[2].info
     assert third.start_time >= fast.end_time - 1000  # it waited for a free worker ...
     timeline = {n: (r.info.start_time - fast.start_time, r.info.end_time - fast.start_time) for n, r in trials.items()}
