@@ -65,7 +65,13 @@ class Training:
 
     def stop(self, sig: int, timeout: float = 120) -> int:
         self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # say what the process was doing, not only that it was slow
+            self.proc.kill()
+            self.proc.wait()
+            self._reader.join(timeout=10)
+            raise AssertionError(f"still running {timeout} s after {signal.Signals(sig).name}:\n{self.output[-3000:]}") from None
         # The process held the pipe's only write end: the reader has the last line once it sees EOF.
         self._reader.join(timeout=timeout)
         assert not self._reader.is_alive(), "the output pipe stayed open after the process ended"

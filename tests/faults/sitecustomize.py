@@ -42,7 +42,11 @@ def _swallow_a_signal(module) -> None:
         now["done"] = True
         print("swallowing the next signal", flush=True)
         try:
-            time.sleep(120)  # the test's signal arrives in here
+            # The test's signal arrives in here. Short sleeps, not one long one: Python runs a handler in
+            # the main thread at its next bytecode, so if the kernel hands the signal to one of
+            # TensorFlow's threads, a single long sleep would hold the handler until it returned.
+            for _ in range(1200):
+                time.sleep(0.1)
         except KeyboardInterrupt:  # what the handlers raise, SIGTERM's Terminated included
             print("signal swallowed", flush=True)
 
