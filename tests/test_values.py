@@ -13,6 +13,7 @@ import math
 import os
 import sqlite3
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -173,6 +174,25 @@ def test_sqlite_uri_must_name_a_database_or_a_new_file(make_cfg, tmp_path):
         assert _uri_error(cfg, f"sqlite:///{path}") == (
             f"{expected} ({problem}). Received: tracking.uri=sqlite:///{path}")
     assert text.read_text().startswith("not a database")  # nothing written to the user's file
+
+
+def test_checking_a_store_this_process_holds_open_keeps_its_locks(make_cfg, tmp_path):
+    # A sweep's process holds the store open while it validates each job's config. Reading the
+    # file's header with open() and close() dropped every POSIX lock the process held on it, so a
+    # second sweep on the same store got the write lock under the first one (and a first sweep
+    # failed with SQLITE_IOERR_SHORT_READ).
+    path = tmp_path / "mlflow.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("create table t (x)")
+    holder.execute("begin immediate")  # this process now holds the write lock
+    holder.execute("insert into t values (1)")
+    validate(_with(make_cfg(), "tracking.uri", f"sqlite:///{path}"))
+    other = subprocess.run([sys.executable, "-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=0,"
+                            " isolation_level=None); db.execute('begin immediate')", str(path)],
+                           capture_output=True, text=True)
+    holder.execute("commit")
+    holder.close()
+    assert "database is locked" in other.stderr, other.stderr or "another process took the write lock"
 
 
 def test_valid_sqlite_stores_are_accepted(make_cfg, tmp_path, monkeypatch):

@@ -6,10 +6,13 @@ never looks at the DictConfig again.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import importlib.util
 import os
 import re
+import sqlite3
 import stat
 import urllib.parse
 from importlib.metadata import entry_points
@@ -36,8 +39,6 @@ MAX_SEED = 2**32 - 1
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 OTHER_SCHEMES = ("http", "https", "file", "databricks")
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):")
-# The first 16 bytes of every SQLite 3 database (https://www.sqlite.org/fileformat.html).
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @functools.cache
@@ -157,13 +158,22 @@ def _sqlite_problem(path: str) -> str | None:
         return f"{checks.shorten(path)} is a folder"
     if not stat.S_ISREG(info.st_mode):
         return f"{checks.shorten(path)} is not a regular file"
+    if not os.access(path, os.R_OK):
+        return f"{checks.shorten(path)} cannot be read: {os.strerror(errno.EACCES)}"
     try:
-        with open(path, "rb") as db:
-            header = db.read(len(SQLITE_HEADER))
-    except OSError as err:
-        return f"{checks.shorten(path)} cannot be read: {err.strerror}"
-    if header and header != SQLITE_HEADER:
-        return f"{checks.shorten(path)} is not an SQLite database"
+        # Read through SQLite, never open() and close(): closing any descriptor of a database file
+        # drops every POSIX lock this process holds on it, SQLite's own included (SQLite defers its
+        # own closes while the process holds locks). A sweep's process keeps the store open while it
+        # checks each job's config, so another process started on the same store would then rebuild
+        # the WAL index under this one's readers (SQLITE_IOERR_SHORT_READ), or write under them.
+        # immutable=1: only page 1 is read, and no -wal or -shm file is created next to the user's.
+        with contextlib.closing(sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro&immutable=1",
+                                                uri=True)) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as err:
+        if err.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+            return f"{checks.shorten(path)} is not an SQLite database"
+        return f"{checks.shorten(path)} cannot be read: {err}"
     if not os.access(path, os.W_OK):
         return f"{checks.shorten(path)} is not writable"
     return checks.folder_problem(os.path.dirname(os.path.abspath(path)))
