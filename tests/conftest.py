@@ -112,12 +112,19 @@ def serve_mlflow(home: Path, *options: str, env: dict | None = None, timeout: fl
                 time.sleep(0.5)
         yield uri
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        end_session(server)
         log.close()
+
+
+def end_session(process: subprocess.Popen, timeout: float = 10) -> None:
+    """End a server started with start_new_session=True and every process it started (gunicorn or
+    uvicorn workers): SIGTERM to its process group, SIGKILL if it is still there after `timeout`."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, free_port, tracking_uri, without_tensorflow
+from tests.conftest import REPO, end_session, free_port, tracking_uri, without_tensorflow
 from trainer.config.choices import EXPORT_FORMATS, EXPORT_PACKAGES
 from trainer.use.export_config import CHECK_EXAMPLES, TOLERANCE
 
@@ -210,12 +209,7 @@ def test_mlflow_models_serve_answers_raw_pixels_like_the_model(trained, tmp_path
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        end_session(server)
     served = np.asarray(answer["predictions"], dtype=np.float32)
     np.testing.assert_allclose(served, expected, atol=1e-6)
     assert (served.argmax(1) == np.asarray([y for _, y in data.examples("test").take(64).as_numpy_iterator()])).mean() > 0.8
